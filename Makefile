@@ -1,0 +1,31 @@
+# Two entry points a newcomer needs: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+GENLAB := $(VENV)/bin/genlab
+
+.PHONY: demo test test-slow bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Train a VAE on the embedded MNIST for a short budget, then write samples,
+# reconstructions, an interpolation strip and a metrics summary into runs/demo.
+demo: $(VENV)/.installed
+	$(GENLAB) demo --out runs/demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -m slow
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/train_overhead.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+"""genlab: deep generative models of images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Applications of trained models (interpolation for now; more come with `genlab apply`)."""

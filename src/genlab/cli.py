@@ -1,0 +1,308 @@
+"""The `genlab` command: train, sample, reconstruct, interpolate, eval, list, info.
+
+User mistakes end with one sentence on stderr and exit status 2; a diverged run with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError, closest
+
+EXIT_USER, EXIT_DIVERGED = 2, 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UserError (one sentence, closest valid names) instead of printing usage."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        if "invalid choice" in message:
+            bad = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\"")
+            choices = [a for act in self._actions if act.choices for a in act.choices]
+            hint = closest(bad, choices) or f" (valid: {', '.join(sorted(choices))})"
+            raise UserError(f"unknown command '{bad}'{hint}")
+        raise UserError(f"{self.prog}: {message}")
+
+    def parse_known_into(self, argv):
+        args, rest = self.parse_known_args(argv)
+        if rest:
+            bad = rest[0]
+            sub = getattr(args, "_parser", self)
+            options = [o for act in sub._actions for o in act.option_strings]
+            raise UserError(f"unknown option '{bad}' for genlab {getattr(args, 'command', '')}".rstrip()
+                            + (closest(bad, options) or f" (see genlab {getattr(args, 'command', '')} --help)"))
+        return args
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return v
+
+
+def _run_dir_arg(p):
+    p.add_argument("run", metavar="DIR", help="a run folder written by genlab train")
+
+
+def build_parser() -> Parser:
+    top = Parser(prog="genlab", description="Train, sample and evaluate deep generative models of images.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name, help_):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_parser=p)
+        return p
+
+    p = cmd("train", "train a model (resumes if --out holds a checkpoint of the same run)")
+    p.add_argument("model", nargs="?", help="model name (see genlab list); may come from --config")
+    p.add_argument("--data", help="mnist | digits | idx:DIR | cifar:DIR | folder:DIR | npz:FILE")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--limit", type=_positive_int, help="train on the first N images")
+    p.add_argument("--config", help="a TOML file with [model], [data], [train] tables")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set model.latent_dim=16 (repeatable)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = cmd("sample", "draw samples from a trained model into a PNG grid")
+    _run_dir_arg(p)
+    p.add_argument("-n", type=_positive_int, default=64)
+    p.add_argument("-o", "--output", help="PNG path (default DIR/sample.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
+
+    p = cmd("reconstruct", "reconstruct test images: originals and reconstructions side by side")
+    _run_dir_arg(p)
+    p.add_argument("-n", type=_positive_int, default=32)
+    p.add_argument("-o", "--output", help="PNG path (default DIR/reconstructions.png)")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+
+    p = cmd("interpolate", "decode points between pairs of test images' codes, as image strips")
+    _run_dir_arg(p)
+    p.add_argument("--pairs", type=_positive_int, default=6)
+    p.add_argument("--steps", type=_positive_int, default=10)
+    p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
+
+    p = cmd("eval", "evaluate a trained model; writes DIR/eval.json and prints a table")
+    _run_dir_arg(p)
+    p.add_argument("--metrics", default="elbo,recon", help="comma-separated, see genlab list")
+    p.add_argument("--n", type=_positive_int, default=10000, help="images from the split")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+
+    cmd("list", "list models, datasets and metrics")
+    p = cmd("info", "describe a run folder: model, data, progress, latest metrics")
+    _run_dir_arg(p)
+    return top
+
+
+# ---------------------------------------------------------------- commands
+def cmd_train(a) -> int:
+    from .run import compose
+    from .train.trainer import train
+
+    flags: dict = {"data": {}, "train": {}}
+    if a.data:
+        flags["data"]["source"] = a.data
+    if a.limit:
+        flags["data"]["limit"] = a.limit
+    for key in ("epochs", "batch_size", "lr", "seed"):
+        if getattr(a, key) is not None:
+            flags["train"][key] = getattr(a, key)
+    run = compose(a.model, a.config, flags, a.set)
+    summary = train(run, a.out, quiet=a.quiet)
+    print(f"trained {run.model} for {summary['step']} steps in {summary['time_s']:.1f} s -> {a.out} "
+          f"(model.safetensors, metrics.jsonl, samples/)")
+    return 0
+
+
+def _load(run_dir, ema=True):
+    from .run import load_model
+
+    return load_model(run_dir, ema=ema)
+
+
+def _split(cfg, split: str):
+    from .data import load, prepare
+
+    splits = load(cfg.data.source)
+    part = splits.test if split == "test" else splits.train
+    if part is None:
+        if split == "test":
+            part = splits.train  # sources without a test split
+        else:
+            raise UserError(f"dataset '{cfg.data.source}' has no {split} split")
+    return prepare(part, cfg.data)
+
+
+def _first_batch(cfg, split: str, n: int):
+    """The first n images of a split (and labels) through the run's batch-time transforms."""
+    from .data import Batches, Pipeline
+
+    data = _split(cfg, split).subset(n)
+    return next(Batches(data, Pipeline(cfg.data), n, shuffle=False, drop_last=False).epoch(0))
+
+
+def _save(images, cfg, path, nrow: int | None = None) -> Path:
+    from .data import to_unit
+    from .viz import save_grid, upscale_for_display
+
+    return save_grid(to_unit(images, cfg.info), path, nrow=nrow, scale=upscale_for_display(cfg.info.height))
+
+
+def cmd_sample(a) -> int:
+    import torch
+
+    model, cfg = _load(a.run, ema=not a.no_ema)
+    if not hasattr(model, "sample"):
+        raise UserError(f"model '{cfg.model}' cannot sample (it has no prior); try genlab reconstruct")
+    with torch.no_grad():
+        images = model.sample(a.n, generator=torch.Generator().manual_seed(a.seed))
+    path = _save(images, cfg, a.output or Path(a.run) / "sample.png")
+    print(f"wrote {a.n} samples to {path}")
+    return 0
+
+
+def cmd_reconstruct(a) -> int:
+    import torch
+
+    model, cfg = _load(a.run)
+    if not hasattr(model, "reconstruct"):
+        raise UserError(f"model '{cfg.model}' cannot reconstruct images (it has no encoder)")
+    x, y = _first_batch(cfg, a.split, a.n)
+    with torch.no_grad():
+        r = model.reconstruct(x, y) if getattr(model, "conditional", False) else model.reconstruct(x)
+    pairs = torch.stack([x, r], 1).flatten(0, 1)  # original, reconstruction, original, ...
+    path = _save(pairs, cfg, a.output or Path(a.run) / "reconstructions.png")
+    print(f"wrote {len(x)} originals and their reconstructions (side by side) to {path}")
+    return 0
+
+
+def cmd_interpolate(a) -> int:
+    import torch
+
+    from .apps.interpolate import interpolate
+
+    model, cfg = _load(a.run)
+    x, y = _first_batch(cfg, "test", 2 * a.pairs)
+    if len(x) < 2:
+        raise UserError("interpolation needs at least two images in the test split")
+    k = len(x) // 2
+    torch.manual_seed(a.seed)
+    strips = interpolate(model, x[:k], x[k : 2 * k], a.steps, a.mode, None if y is None else y[:k])
+    path = _save(strips.flatten(0, 1), cfg, a.output or Path(a.run) / "interpolation.png", nrow=a.steps)
+    print(f"wrote {k} interpolation strips of {a.steps} steps ({a.mode}) to {path}")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .metrics import MetricContext, evaluate
+    from .train.checkpoint import write_json
+
+    model, cfg = _load(a.run)
+    names = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    if not names:
+        raise UserError("--metrics needs at least one metric name")
+    ctx = MetricContext(model, cfg, _split(cfg, a.split), a.split, a.n, seed=a.seed)
+    results = evaluate(names, ctx)
+    out = Path(a.run) / "eval.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
+    write_json(out, {**old, **results})
+    for name, res in results.items():
+        nums = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k != "protocol")
+        proto = ", ".join(f"{k}={v}" for k, v in res["protocol"].items())
+        print(f"{name:8s} {nums}\n{'':8s} [{proto}]")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_list(a) -> int:
+    from . import registry
+    from .data.sources import describe
+    from .metrics import METRICS
+
+    print("models:")
+    for name in registry.names():
+        print(f"  {name:16s} {registry.get(name).summary}")
+    print("datasets (--data):")
+    for spec, s in describe():
+        print(f"  {spec:16s} {s}")
+    print("metrics (genlab eval --metrics):")
+    for name, m in METRICS.items():
+        print(f"  {name:16s} {m.summary}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .run import read_run_config
+    from .train.checkpoint import read_json
+
+    run = Path(a.run)
+    cfg = read_run_config(run)
+    d = cfg.to_dict()
+    print(f"model  {cfg.model}: " + ", ".join(f"{k}={v}" for k, v in d["model"].items() if k != "name"))
+    print(f"data   {cfg.data.source} {cfg.info.channels}x{cfg.info.height}x{cfg.info.width}, "
+          f"{cfg.info.num_classes} classes, range {cfg.info.range}, binarize {cfg.info.binarized}")
+    if (run / "trainer_state.json").exists():
+        st = read_json(run / "trainer_state.json")
+        print(f"train  step {st['step']}, {st['time_s']:.1f} s, epochs planned {cfg.train.epochs}, "
+              f"lr {cfg.train.lr}, batch {cfg.train.batch_size}, seed {cfg.train.seed}")
+    else:
+        print("train  no checkpoint yet")
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        last: dict = {}
+        for line in metrics.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                last[rec["event"]] = rec
+        for ev, rec in last.items():
+            vals = ", ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("event", "step", "epoch", "time_s"))
+            print(f"{ev:6s} step {rec['step']}: {vals}")
+    if (run / "eval.json").exists():
+        print(f"eval   {run / 'eval.json'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate,
+            "eval": cmd_eval, "list": cmd_list, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train.trainer import Diverged
+
+    parser = build_parser()
+    try:
+        args = parser.parse_known_into(sys.argv[1:] if argv is None else argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USER
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except Diverged as e:
+        print(f"genlab: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("genlab: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Config dataclasses <-> plain dicts, TOML files and dotted command-line overrides.
+
+Every config is a small dataclass whose fields have plain types (int, float, str, bool, tuples of
+those, or Optional of them). Conversion is strict: an unknown key or a value of the wrong type is a
+`UserError` that names the field and the closest valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, closest
+
+
+def to_dict(cfg: Any) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a JSON/TOML/CLI value to the field type `tp`, or raise UserError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0] if errors else UserError(f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} expects a list of values, got {value!r}")
+        inner = args[0] if args else str
+        return tuple(_coerce(v, inner, where) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise UserError(f"{where} expects true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise UserError(f"{where} expects an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where} expects an integer, got {value!r}") from None
+        if f != int(f):
+            raise UserError(f"{where} expects an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where} expects a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"{where} expects a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config field type {tp!r} at {where}")
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass `cls` from a dict, strictly: unknown keys and bad types are UserErrors."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where or cls.__name__} must be a table of settings, got {data!r}")
+    hints = _hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise UserError(f"unknown setting '{path}'{closest(key, fields)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, path)
+        else:
+            kwargs[key] = _coerce(value, tp, path)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"invalid {where or cls.__name__}: {e}") from None
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate()
+    return obj
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['model.latent_dim=16', 'train.lr=1e-3'] -> {'model': {'latent_dim': '16'}, 'train': {...}}."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise UserError(f"--set key '{key}' is not a dotted name like model.latent_dim")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set '{key}' conflicts with an earlier --set")
+        node[parts[-1]] = value.strip()
+    return out
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge; `update` wins."""
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config file '{path}' is not valid TOML: {e}") from None
+
+
+def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{where} must be one of {', '.join(choices)}, got '{value}'{closest(value, choices)}")
+
+
+def check_positive(where: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{where} must be {'non-negative' if allow_zero else 'positive'}, got {value}")

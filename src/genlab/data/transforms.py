@@ -1,0 +1,87 @@
+"""Transforms between 8-bit images and the float tensors models see.
+
+Two stages, so likelihood conventions stay explicit:
+- load time, on uint8 (done once): resize, pad, static binarisation (one fixed Bernoulli draw per pixel);
+- batch time, on float: x = u/255 in [0, 1]; then dynamic binarisation (a fresh draw every batch),
+  or uniform dequantisation x = (u + U(0,1)) / 256; then scaling to [-1, 1] if asked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import check_choice
+from ..errors import UserError
+from .base import DataInfo, ImageSet
+
+BINARIZE = ("none", "dynamic", "static")
+RANGES = ("01", "-11")
+STATIC_BINARIZATION_SEED = 20160601  # fixed, so every run sees the same static draw
+
+
+@dataclass
+class DataConfig:
+    source: str = "mnist"  # mnist | digits | idx:DIR | cifar:DIR | folder:DIR | npz:FILE
+    range: str = "01"
+    binarize: str = "none"
+    dequantize: bool = False
+    resize: int = 0  # 0 keeps the size; else square side in pixels (bilinear)
+    pad: int = 0  # zero padding on each side, e.g. 2 turns 28x28 into 32x32
+    grayscale: bool = False  # average colour channels to one
+    limit: int = 0  # 0 = all; else train on the first N images
+
+    def validate(self) -> None:
+        check_choice("data.range", self.range, RANGES)
+        check_choice("data.binarize", self.binarize, BINARIZE)
+        if self.binarize != "none" and self.dequantize:
+            raise UserError("data.binarize and data.dequantize exclude each other: binary data has no bins to fill")
+        for name in ("resize", "pad", "limit"):
+            if getattr(self, name) < 0:
+                raise UserError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+
+
+def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
+    """Load-time transforms on uint8 images; returns a new ImageSet."""
+    x = images.images
+    if cfg.grayscale and x.shape[1] > 1:
+        x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
+    if cfg.resize:
+        x = F.interpolate(x.float(), size=(cfg.resize, cfg.resize), mode="bilinear", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    if cfg.pad:
+        x = F.pad(x, (cfg.pad,) * 4)
+    if cfg.binarize == "static":
+        g = torch.Generator().manual_seed(STATIC_BINARIZATION_SEED)
+        x = (torch.rand(x.shape, generator=g) < x.float() / 255).to(torch.uint8) * 255
+    return ImageSet(x, images.labels, images.classes)
+
+
+class Pipeline:
+    """Batch-time transform: uint8 batch -> float batch in the configured range."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        x = u.float()
+        if self.cfg.dequantize:
+            x = (x + torch.rand_like(x)) / 256.0  # u + U(0,1) over 256 bins of width 1/256
+        else:
+            x = x / 255.0
+        if self.cfg.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        if self.cfg.range == "-11":
+            x = x * 2 - 1
+        return x
+
+
+def to_unit(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
+    """Model-range floats -> [0, 1] for display and pixel metrics."""
+    return ((x + 1) / 2 if info.range == "-11" else x).clamp(0, 1)
+
+
+def info_for(images: ImageSet, cfg: DataConfig) -> DataInfo:
+    c, h, w = images.shape
+    return DataInfo(c, h, w, images.num_classes, cfg.range, cfg.binarize)

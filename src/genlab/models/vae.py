@@ -1,0 +1,156 @@
+"""Variational autoencoders (Kingma & Welling 2014), beta-VAE (Higgins et al. 2017) and the conditional VAE
+(Sohn et al. 2015).
+
+    z = mu(x) + sigma(x) * eps,  eps ~ N(0, I)                                  (reparametrisation)
+    -ELBO(x) = E_q[-log p(x | z)] + beta * KL(q(z | x) || N(0, I))              (nats per image)
+    KL = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)                     (closed form)
+
+Likelihoods: Bernoulli on [0, 1] data (the cross-entropy when the data are not binary), or Gaussian with
+one learned (or fixed) standard deviation. The conditional VAE feeds the one-hot label to the encoder's
+head and to the decoder: q(z | x, y), p(x | z, y).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import check_choice, check_positive
+from ..errors import UserError
+from ..losses import bernoulli_nll, gaussian_kl, gaussian_nll, output_link
+from ..nn import Decoder, Encoder
+from ..registry import register
+from .common import SingleLoss
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass
+class VAEConfig:
+    arch: str = "mlp"  # mlp | conv
+    hidden: tuple[int, ...] = (512,)
+    channels: tuple[int, ...] = (32, 64)
+    latent_dim: int = 16
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    sigma: float = 0.0  # gaussian std; 0 = one learned scalar
+    beta: float = 1.0  # weight of the KL term (beta-VAE)
+
+    def validate(self) -> None:
+        check_choice("model.arch", self.arch, ("mlp", "conv"))
+        check_choice("model.likelihood", self.likelihood, LIKELIHOODS)
+        check_positive("model.latent_dim", self.latent_dim)
+        check_positive("model.sigma", self.sigma, allow_zero=True)
+        check_positive("model.beta", self.beta, allow_zero=True)
+
+
+@register("vae", VAEConfig)
+class VAE(SingleLoss, nn.Module):
+    """Variational autoencoder: Gaussian posterior, reparametrisation, closed-form KL, beta weight."""
+
+    conditional = False
+
+    def __init__(self, cfg: VAEConfig, info):
+        super().__init__()
+        self.cfg, self.info = cfg, info
+        if cfg.likelihood == "bernoulli" and info.range != "01":
+            raise UserError("a Bernoulli likelihood needs data in [0, 1]: --set data.range=01, or model.likelihood=gaussian")
+        k = self.label_dim
+        self.encoder = Encoder(info.shape, cfg.arch, cfg.hidden, cfg.channels)
+        self.posterior_head = nn.Linear(self.encoder.out_features + k, 2 * cfg.latent_dim)
+        self.decoder = Decoder(info.shape, cfg.arch, cfg.hidden, cfg.channels, cfg.latent_dim + k)
+        if cfg.likelihood == "gaussian":
+            init = math.log(cfg.sigma) if cfg.sigma else 0.0
+            self.log_sigma = nn.Parameter(torch.tensor(init), requires_grad=not cfg.sigma)
+        self.link = output_link(info.range)
+
+    @property
+    def label_dim(self) -> int:
+        return 0
+
+    def _cond(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return h  # the unconditional VAE ignores labels
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x): x B x C x H x W -> (mu, logvar), each B x latent_dim."""
+        mu, logvar = self.posterior_head(self._cond(self.encoder(x), y)).chunk(2, dim=1)
+        return mu, logvar
+
+    def decoder_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: B x latent_dim -> pre-activation B x C x H x W."""
+        return self.decoder(self._cond(z, y))
+
+    def encode(self, x, y=None):
+        """The posterior mean, the usual code for downstream use."""
+        return self.posterior(x, y)[0]
+
+    def decode(self, z, y=None):
+        """The mean of p(x | z) in the data range."""
+        return self.link(self.decoder_logits(z, y))
+
+    def reconstruct(self, x, y=None):
+        return self.decode(self.encode(x, y), y)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """n images decoded from z ~ N(0, I) (the likelihood's mean, as papers show)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
+        return self.decode(z, self._sample_labels(n, y, device))
+
+    def _sample_labels(self, n, y, device):
+        return None
+
+    def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per image; -> B."""
+        if self.cfg.likelihood == "bernoulli":
+            return bernoulli_nll(logits, x)
+        return gaussian_nll(self.link(logits), x, self.log_sigma)
+
+    def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One-sample ELBO terms per image: recon = -log p(x | z), kl; each B."""
+        mu, logvar = self.posterior(x, y)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparametrisation
+        return {"recon": self.nll(self.decoder_logits(z, y), x), "kl": gaussian_kl(mu, logvar)}
+
+    def elbo(self, x, y=None) -> torch.Tensor:
+        """ELBO(x) in nats per image (beta = 1, the bound itself); -> B."""
+        t = self.elbo_terms(x, y)
+        return -(t["recon"] + t["kl"])
+
+    def losses(self, x, y=None):
+        t = self.elbo_terms(x, y)
+        recon, kl = t["recon"].mean(), t["kl"].mean()
+        return {"loss": recon + self.cfg.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+
+
+@dataclass
+class CVAEConfig(VAEConfig):
+    num_classes: int = 0  # 0 = take it from the data
+
+
+@register("cvae", CVAEConfig)
+class CVAE(VAE):
+    """Conditional VAE: encoder head and decoder see the one-hot class label; samples per chosen class."""
+
+    conditional = True
+
+    def __init__(self, cfg: CVAEConfig, info):
+        self._k = cfg.num_classes or info.num_classes
+        if self._k < 2:
+            raise UserError("cvae needs labelled data with at least 2 classes (this dataset has no labels)")
+        super().__init__(cfg, info)
+
+    @property
+    def label_dim(self) -> int:
+        return self._k
+
+    def _cond(self, h, y):
+        if y is None:
+            raise UserError("cvae needs the class labels of its inputs")
+        return torch.cat([h, F.one_hot(y, self._k).to(h.dtype)], dim=1)  # B x (d + K)
+
+    def _sample_labels(self, n, y, device):
+        # default: classes in turn 0, 1, ..., K-1, 0, ... so a grid shows rows of each class
+        return torch.arange(n, device=device) % self._k if y is None else y.to(device)

@@ -1,0 +1,87 @@
+"""Encoder and decoder bodies that fit any image size, from 8x8 digits to 64x64.
+
+- MLP: flatten -> Linear/act layers.
+- Conv: 3x3 stride-2 convolutions, each halving the side with ceiling (28 -> 14 -> 7 -> 4); the decoder
+  mirrors them with 3x3 stride-2 transposed convolutions whose output_padding restores the exact sizes
+  (4 -> 7 -> 14 -> 28), so no size needs special-casing.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU, last_act: bool = False) -> nn.Sequential:
+    """Linear layers sizes[0] -> sizes[1] -> ... with `act` between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def conv_sizes(side: int, n: int) -> list[int]:
+    """Spatial side after each of n stride-2 convolutions with kernel 3, padding 1: ceil halving."""
+    sizes = [side]
+    for _ in range(n):
+        sizes.append(math.ceil(sizes[-1] / 2))
+    return sizes
+
+
+class Encoder(nn.Module):
+    """x: B x C x H x W -> features: B x out_features (the last hidden layer, activated)."""
+
+    def __init__(self, shape: tuple[int, int, int], arch: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+                 act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        c, h, w = shape
+        if arch == "mlp":
+            self.body = nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden], act, last_act=True))
+            self.out_features = hidden[-1] if hidden else c * h * w
+        else:
+            layers: list[nn.Module] = []
+            for c_in, c_out in zip((c, *channels[:-1]), channels):
+                layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), act()]
+            hs, ws = conv_sizes(h, len(channels)), conv_sizes(w, len(channels))
+            flat = channels[-1] * hs[-1] * ws[-1]
+            layers.append(nn.Flatten())  # B x C' x h' x w' -> B x C'h'w'
+            if hidden:
+                layers.append(mlp([flat, *hidden], act, last_act=True))
+            self.body = nn.Sequential(*layers)
+            self.out_features = hidden[-1] if hidden else flat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Decoder(nn.Module):
+    """z: B x in_dim -> pre-activation image B x C x H x W (the model applies its output link)."""
+
+    def __init__(self, shape: tuple[int, int, int], arch: str, hidden: tuple[int, ...], channels: tuple[int, ...],
+                 in_dim: int, act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        c, h, w = shape
+        self.shape = shape
+        if arch == "mlp":
+            self.body = mlp([in_dim, *reversed(hidden), c * h * w], act)
+            return
+        hs, ws = conv_sizes(h, len(channels)), conv_sizes(w, len(channels))
+        rev = tuple(reversed(channels))  # deepest first
+        start = (rev[0], hs[-1], ws[-1])
+        layers: list[nn.Module] = [mlp([in_dim, *reversed(hidden), math.prod(start)], act, last_act=True),
+                                   nn.Unflatten(1, start)]  # B x C'h'w' -> B x C' x h' x w'
+        outs = (*rev[1:], c)
+        for i, (c_in, c_out) in enumerate(zip(rev, outs)):
+            # target side is hs[L-1-i]; transposed conv gives 2*in - 1 + output_padding
+            th, tw = hs[-2 - i], ws[-2 - i]
+            pad = (th - (2 * hs[-1 - i] - 1), tw - (2 * ws[-1 - i] - 1))
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+            if i < len(channels) - 1:
+                layers.append(act())
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(z.shape[0], *self.shape)

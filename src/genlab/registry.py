@@ -1,0 +1,59 @@
+"""Name -> (model class, config dataclass). Models register themselves with `@register("name")`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import unknown
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    model_cls: type
+    config_cls: type
+
+    @property
+    def summary(self) -> str:
+        doc = (self.model_cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, config_cls: type):
+    """Class decorator: make a model buildable by name from its config dataclass."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"config for '{name}' must be a dataclass")
+
+    def wrap(model_cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' registered twice")
+        _REGISTRY[name] = Entry(name, model_cls, config_cls)
+        model_cls.registry_name = name
+        return model_cls
+
+    return wrap
+
+
+def _load_models() -> None:
+    from . import models  # noqa: F401  (importing registers every family)
+
+
+def names() -> list[str]:
+    _load_models()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Entry:
+    _load_models()
+    if name not in _REGISTRY:
+        raise unknown("model", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def build(name: str, cfg: Any, info: Any):
+    """Instantiate model `name` from its config dataclass and the data's `DataInfo`."""
+    return get(name).model_cls(cfg, info)

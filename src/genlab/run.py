@@ -1,0 +1,103 @@
+"""A run: its full configuration (model, data, training) and the folder it lives in.
+
+config.json holds everything needed to rebuild the model: the model name and config, the data
+config, the training config and the `DataInfo` (image shape, classes, range, binarisation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, registry
+from .config import from_dict, merge, parse_overrides, read_toml, to_dict
+from .data import DataConfig, DataInfo
+from .errors import UserError
+from .train.checkpoint import load_module_state, read_json, resolve
+from .train.trainer import TrainConfig
+
+SECTIONS = ("model", "data", "train")
+
+
+@dataclass
+class RunConfig:
+    model: str
+    model_cfg: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    info: DataInfo | None = None
+
+    def to_dict(self) -> dict:
+        d = {
+            "model": {"name": self.model, **to_dict(self.model_cfg)},
+            "data": to_dict(self.data),
+            "train": to_dict(self.train),
+            "genlab_version": __version__,
+        }
+        if self.info is not None:
+            d["info"] = to_dict(self.info)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        unknown_sections = set(d) - {*SECTIONS, "info", "genlab_version"}
+        if unknown_sections:
+            raise UserError(f"unknown config section(s) {sorted(unknown_sections)}; valid: model, data, train")
+        model = dict(d.get("model") or {})
+        name = model.pop("name", None)
+        if not name:
+            raise UserError("no model named: give one, e.g. `genlab train vae`, or set [model] name in the config")
+        entry = registry.get(name)
+        info = from_dict(DataInfo, d["info"], "info") if "info" in d else None
+        return cls(
+            model=name,
+            model_cfg=from_dict(entry.config_cls, model, "model"),
+            data=from_dict(DataConfig, d.get("data") or {}, "data"),
+            train=from_dict(TrainConfig, d.get("train") or {}, "train"),
+            info=info,
+        )
+
+
+def compose(model: str | None = None, config_file: str | None = None, flags: dict | None = None,
+            overrides: list[str] | None = None) -> RunConfig:
+    """Defaults < TOML file < command-line flags < --set overrides."""
+    d: dict = {}
+    if config_file:
+        d = read_toml(config_file)
+        if isinstance(d.get("model"), str):  # `model = "vae"` shorthand
+            d["model"] = {"name": d["model"]}
+    if model:
+        d = merge(d, {"model": {"name": model}})
+    if flags:
+        d = merge(d, flags)
+    if overrides:
+        over = parse_overrides(overrides)
+        bad = set(over) - set(SECTIONS)
+        if bad:
+            raise UserError(f"--set keys start with model., data. or train., got '{sorted(bad)[0]}'")
+        d = merge(d, over)
+    return RunConfig.from_dict(d)
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder '{run_dir}' does not exist")
+    cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
+    if cfg.info is None:
+        raise UserError(f"'{run_dir / 'config.json'}' has no 'info' section: it was not written by genlab train")
+    return cfg
+
+
+def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu"):
+    """Rebuild a trained model from its run folder (EMA weights when present and asked for); eval mode."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    model = registry.build(cfg.model, cfg.model_cfg, cfg.info)
+    weights = resolve(run_dir, "ema.safetensors") if ema else None
+    if weights is None or not weights.exists():
+        weights = resolve(run_dir, "model.safetensors")
+    if not weights.exists():
+        raise UserError(f"'{run_dir}' holds no trained weights yet (no model.safetensors)")
+    load_module_state(model, weights)
+    return model.to(device).eval(), cfg

@@ -1,0 +1,1 @@
+"""Training: one trainer for every family, safe checkpoints, optimizers and EMA."""

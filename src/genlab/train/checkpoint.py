@@ -1,0 +1,154 @@
+"""Safe, atomic checkpoints: safetensors for tensors, JSON for everything else; nothing is ever unpickled.
+
+A checkpoint is several files (model, EMA, trainer state). They change together through a journal:
+1. every file is written into DIR/.staging/;
+2. .staging is renamed to .commit (one atomic rename: from here on the new checkpoint is complete);
+3. each file in .commit is moved over its old copy, then .commit is removed.
+A kill before step 2 leaves the old checkpoint untouched; a kill after it is rolled forward by
+`recover` (run before training resumes), and readers look in .commit first, so a reader never mixes
+files of two checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+
+STAGING, COMMIT = ".staging", ".commit"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write one file through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def resolve(run_dir: Path, name: str) -> Path:
+    """The current copy of checkpoint file `name`: in .commit while a commit is being finished."""
+    pending = Path(run_dir) / COMMIT / name
+    return pending if pending.exists() else Path(run_dir) / name
+
+
+def recover(run_dir: Path) -> None:
+    """Finish a commit a kill interrupted (roll forward) and drop a half-written staging folder."""
+    run_dir = Path(run_dir)
+    commit = run_dir / COMMIT
+    if commit.is_dir():
+        for f in sorted(commit.iterdir()):
+            os.replace(f, run_dir / f.name)
+        commit.rmdir()
+    shutil.rmtree(run_dir / STAGING, ignore_errors=True)
+
+
+def commit(run_dir: Path, files: dict[str, Callable[[Path], None]]) -> None:
+    """Write `files` (name -> writer) as one atomic checkpoint."""
+    run_dir = Path(run_dir)
+    recover(run_dir)
+    staging = run_dir / STAGING
+    staging.mkdir(parents=True)
+    for name, write in files.items():
+        write(staging / name)
+        with open(staging / name, "rb+") as f:
+            os.fsync(f.fileno())
+    _fsync_dir(staging)
+    os.rename(staging, run_dir / COMMIT)
+    _fsync_dir(run_dir)
+    recover(run_dir)
+
+
+# ---------------------------------------------------------------- tensors
+def tensors_for_save(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors wants contiguous CPU tensors that share no memory."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    save_file(tensors_for_save(tensors), str(path), metadata=metadata)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a truncated file) is refused unread."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"'{path}' is missing: the run folder is incomplete")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"'{path}' is not a valid safetensors file ({e}); it was not loaded") from None
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"'{path}' is missing: the run folder is incomplete")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"'{path}' is not valid JSON ({e}); it was not loaded") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"'{path}' should hold a JSON object")
+    return obj
+
+
+def load_module_state(module: torch.nn.Module, path: Path) -> None:
+    state = load_tensors(path)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"'{path}' does not match the model in config.json ({first})") from None
+
+
+# ---------------------------------------------------------------- optimizers
+def optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into tensors (for safetensors) and a JSON-able rest."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"opt.{name}.{idx}.{key}"] = val
+            else:
+                scalars[f"{idx}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    prefix = f"opt.{name}."
+    for key, val in tensors.items():
+        if key.startswith(prefix):
+            idx, field = key[len(prefix):].split(".", 1)
+            state.setdefault(int(idx), {})[field] = val
+    for key, val in meta["scalars"].items():
+        idx, field = key.split(".", 1)
+        state.setdefault(int(idx), {})[field] = val
+    try:
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"the saved state of optimizer '{name}' does not fit the model ({e})") from None

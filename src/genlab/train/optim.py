@@ -1,0 +1,124 @@
+"""Optimizers and the trainer's stepping policy.
+
+A model's `configure_optimizers(cfg)` returns plain torch optimizers; the trainer wraps each in a
+`Stepper`, and the model's `train_step` calls `opts["main"].step(loss)`. The Stepper holds what the
+trainer owns: backward, gradient averaging across data-parallel ranks, gradient clipping, fp16 loss
+scaling, the learning-rate schedule and the EMA update. The model's step stays readable top to bottom.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import check_choice, check_positive
+from ..errors import unknown
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd / rmsprop
+    schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the run, after warmup)
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_positive("train.lr", self.lr)
+        check_positive("train.grad_clip", self.grad_clip, allow_zero=True)
+        check_positive("train.warmup_steps", self.warmup_steps, allow_zero=True)
+
+
+def make_optimizer(params, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer over `params` (lr overrides cfg.lr, for two time-scale models)."""
+    lr = cfg.lr if lr is None else lr
+    cls = OPTIMIZERS[cfg.optimizer]
+    if cfg.optimizer in ("adam", "adamw"):
+        return cls(params, lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return cls(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: OptimConfig, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) of `total` steps."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant" or total <= cfg.warmup_steps:
+        return 1.0
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else max(0.0, 1 - t)
+
+
+class Stepper:
+    """One optimizer plus the trainer's policies; `step(loss)` is one complete update."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0,
+                 scaler: torch.amp.GradScaler | None = None, world: int = 1):
+        self.optimizer = optimizer
+        self.grad_clip = grad_clip
+        self.scaler = scaler
+        self.world = world
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.last_grad_norm: torch.Tensor | None = None
+
+    def set_lr_factor(self, f: float) -> None:
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def _allreduce_grads(self) -> None:
+        """Average gradients over data-parallel ranks in one flat buffer (what DDP's buckets do)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def apply(self) -> None:
+        """Update the parameters from the gradients already accumulated."""
+        if self.world > 1:
+            self._allreduce_grads()
+        if self.grad_clip:
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            self.last_grad_norm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def step(self, loss: torch.Tensor) -> None:
+        """zero_grad, backward, (all-reduce, clip,) step."""
+        self.zero_grad()
+        self.backward(loss)
+        self.apply()

@@ -1,0 +1,357 @@
+"""One trainer for every family. It knows nothing of models beyond the contract:
+
+    opts = model.configure_optimizers(cfg)          # {name: torch optimizer}
+    terms = model.train_step((x, y), steppers, step) # does its own backward and steps; {name: scalar tensor}
+    optional: model.sample(n, generator=g), model.reconstruct(x), model.losses(x, y)
+
+It moves batches, seeds every step, logs, draws a fixed-noise grid per epoch, checkpoints atomically,
+resumes, and runs unchanged under torchrun.
+
+Reproducibility: the random numbers of step t are drawn from a generator seeded by (seed, rank, t)
+and epoch e's batch order by (seed, e), so a run resumed from any checkpoint repeats, bit for bit on
+CPU, what an uninterrupted run does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import registry
+from ..config import check_choice, check_positive, to_dict
+from ..data import Batches, Pipeline, info_for, prepare, to_unit
+from ..data import load as load_data
+from ..errors import UserError
+from . import checkpoint as ckpt
+from . import distributed as ddp
+from .ema import EMA
+from .optim import OptimConfig, Stepper, lr_factor
+
+AMP = ("off", "bf16", "fp16")
+# train settings a resumed run may change; any other difference means a different run
+RESUMABLE_CHANGES = {"epochs", "max_steps", "log_every", "ckpt_every", "samples", "device"}
+
+
+@dataclass
+class TrainConfig(OptimConfig):
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many steps in all (0 = run all epochs)
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "off"  # off | bf16 | fp16 (CUDA only)
+    channels_last: bool = False  # CUDA only
+    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off
+    log_every: int = 50
+    ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
+    samples: int = 64  # images in the per-epoch grid; 0 = none
+    eval_test: bool = True  # per-epoch test-set losses for models that define `losses`
+    eval_images: int = 10000  # at most this many test images for the per-epoch losses
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("epochs", "batch_size", "log_every", "ckpt_every"):
+            check_positive(f"train.{name}", getattr(self, name))
+        for name in ("max_steps", "samples", "eval_images"):
+            check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
+        check_choice("train.amp", self.amp, AMP)
+        if not 0 <= self.ema < 1:
+            raise UserError(f"train.ema is a decay in [0, 1), got {self.ema}")
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss; the message names the step and the checkpoint kept."""
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % (2**63 - 1)
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device '{name}' is not a device name (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but no CUDA device is available; use --set train.device=cpu")
+    return dev
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+class Trainer:
+    def __init__(self, run, out: str | Path, quiet: bool = False):
+        self.run, self.cfg, self.out = run, run.train, Path(out)
+        self.quiet = quiet
+        self.dist = ddp.init("cuda" if self.cfg.device.startswith("cuda") or
+                             (self.cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = pick_device(self.cfg.device, self.dist.local_rank)
+        if self.cfg.amp != "off" and self.device.type != "cuda":
+            raise UserError("train.amp needs a CUDA device; leave it off on CPU")
+
+        # data: load-time transforms once, batch-time transforms per batch
+        splits = load_data(run.data.source)
+        train = prepare(splits.train.subset(run.data.limit or None), run.data)
+        self.test = prepare(splits.test, run.data) if splits.test is not None else None
+        self.info = info_for(train, run.data)
+        run.info = self.info
+        self.pipeline = Pipeline(run.data)
+        self.loader = Batches(train, self.pipeline, self.cfg.batch_size, seed=self.cfg.seed,
+                              rank=self.dist.rank, world=self.dist.world, device=self.device)
+        self.steps_per_epoch = len(self.loader)
+        self.total = self.cfg.epochs * self.steps_per_epoch
+        if self.cfg.max_steps:
+            self.total = min(self.total, self.cfg.max_steps)
+
+        # model, optimizers, EMA: the same initial weights on every rank
+        torch.manual_seed(self.cfg.seed)
+        self.model = registry.build(run.model, run.model_cfg, self.info).to(self.device)
+        if self.cfg.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizers = self.model.configure_optimizers(self.cfg)
+        scaler = torch.amp.GradScaler("cuda") if self.cfg.amp == "fp16" else None
+        self.scaler = scaler
+        self.steppers = {k: Stepper(o, self.cfg.grad_clip, scaler, self.dist.world) for k, o in self.optimizers.items()}
+        self.ema = EMA(self.model, self.cfg.ema) if self.cfg.ema else None
+        self.step, self.time_s = 0, 0.0
+        self._resume_or_start()
+        if self.dist.world > 1:
+            ddp.broadcast_module(self.model)
+            if self.ema:
+                ddp.broadcast_module(self.ema.model)
+
+    # ---------------------------------------------------------------- state
+    def _resume_or_start(self) -> None:
+        main = self.dist.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.recover(self.out)
+        ddp.barrier(self.dist)
+        state_file = self.out / "trainer_state.json"
+        if not state_file.exists():
+            if main:
+                ckpt.write_json(self.out / "config.json", self.run.to_dict())
+                (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            return
+        saved = ckpt.read_json(self.out / "config.json")
+        now = self.run.to_dict()
+        changed = [k for k in _diff({s: saved.get(s) for s in ("model", "data", "train", "info")},
+                                    {s: now.get(s) for s in ("model", "data", "train", "info")})
+                   if not (k.startswith("train.") and k.split(".", 1)[1] in RESUMABLE_CHANGES)]
+        if changed:
+            raise UserError(f"'{self.out}' holds a run with other settings ({', '.join(changed[:3])} differ); "
+                            f"resume it with the same settings or choose a new --out")
+        state = ckpt.read_json(state_file)
+        if state.get("world", 1) != self.dist.world:
+            raise UserError(f"'{self.out}' was trained with {state.get('world', 1)} processes; resume it with the same number")
+        ckpt.load_module_state(self.model, self.out / "model.safetensors")
+        if self.ema:
+            ckpt.load_module_state(self.ema.model, self.out / "ema.safetensors")
+        tensors = ckpt.load_tensors(self.out / "trainer_state.safetensors")
+        for name, opt in self.optimizers.items():
+            ckpt.optimizer_from_flat(name, opt, tensors, state["optimizers"][name])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.time_s = int(state["step"]), float(state["time_s"])
+        if main:
+            saved["train"] = now["train"]  # record the extended budget
+            ckpt.write_json(self.out / "config.json", saved)
+            self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines past the checkpoint: the resumed run writes them again."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in keep)))
+
+    def save(self) -> None:
+        if not self.dist.main:
+            return
+        tensors, metas = {}, {}
+        for name, opt in self.optimizers.items():
+            t, metas[name] = ckpt.optimizer_to_flat(name, opt)
+            tensors.update(t)
+        state = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "time_s": self.time_s,
+                 "optimizers": metas, "world": self.dist.world,
+                 "scaler": self.scaler.state_dict() if self.scaler else None}
+        meta = {"step": str(self.step), "model": self.run.model}
+        files = {
+            "model.safetensors": lambda p: ckpt.save_tensors(p, self.model.state_dict(), meta),
+            "trainer_state.safetensors": lambda p: ckpt.save_tensors(p, tensors, meta),
+            "trainer_state.json": lambda p: p.write_text(json.dumps(state, indent=2)),
+        }
+        if self.ema:
+            files["ema.safetensors"] = lambda p: ckpt.save_tensors(p, self.ema.model.state_dict(), meta)
+        ckpt.commit(self.out, files)
+
+    # ---------------------------------------------------------------- logging
+    def _log(self, event: str, values: dict[str, float]) -> None:
+        if not self.dist.main:
+            return
+        rec = {"event": event, "step": self.step, "epoch": self.step / self.steps_per_epoch,
+               "time_s": round(self.time_s, 3), **{k: float(v) for k, v in values.items()}}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{event}/{k}", v, self.step)
+
+    @torch.no_grad()
+    def preview(self, epoch: int) -> Path | None:
+        """The fixed-noise sample grid (or fixed reconstructions) for this epoch."""
+        if not self.dist.main or not self.cfg.samples:
+            return None
+        model = self.ema.model if self.ema else self.model
+        was_training = model.training
+        model.eval()
+        g = torch.Generator(self.device).manual_seed(self.cfg.seed)
+        if hasattr(model, "sample"):
+            images = model.sample(self.cfg.samples, generator=g)
+        elif hasattr(model, "reconstruct"):
+            ref = self.test if self.test is not None else self.loader.data
+            x, y = Batches(ref.subset(self.cfg.samples // 2), self.pipeline, self.cfg.samples // 2,
+                           shuffle=False, device=self.device).batch(torch.arange(self.cfg.samples // 2), 0)
+            recon = model.reconstruct(x, y) if getattr(model, "conditional", False) else model.reconstruct(x)
+            images = torch.stack([x, recon], 1).flatten(0, 1)  # originals and reconstructions side by side
+        else:
+            return None
+        model.train(was_training)
+        from ..viz import save_grid, upscale_for_display
+
+        images = to_unit(images.float(), self.info)
+        path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png",
+                         scale=upscale_for_display(self.info.height))
+        if self.tb is not None:
+            from ..viz import grid
+
+            arr = grid(images)
+            self.tb.add_image("samples", arr if arr.ndim == 3 else arr[..., None], self.step, dataformats="HWC")
+        return path
+
+    @torch.no_grad()
+    def evaluate_test(self) -> dict[str, float] | None:
+        """Mean of each loss term over (up to eval_images of) the test split, with fixed noise."""
+        if not (self.cfg.eval_test and self.test is not None and hasattr(self.model, "losses") and self.dist.main):
+            return None
+        data = self.test.subset(self.cfg.eval_images)
+        batches = Batches(data, self.pipeline, 500, shuffle=False, drop_last=False, device=self.device)
+        sums: dict[str, float] = {}
+        self.model.eval()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed)
+            for x, y in batches.epoch(0):
+                for k, v in self.model.losses(x, y).items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+        self.model.train()
+        return {k: v / len(data) for k, v in sums.items()}
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        cfg, main = self.cfg, self.dist.main
+        self.tb = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out), purge_step=self.step or None)
+        show = main and not self.quiet and sys.stderr.isatty()
+        bar = tqdm(total=self.total, initial=self.step, disable=not show, unit="step", dynamic_ncols=True,
+                   desc=f"{self.run.model}")
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16) \
+            if cfg.amp != "off" else nullcontext()
+        check_every = 1 if self.device.type == "cpu" else cfg.log_every
+        acc, acc_n, names = None, 0, None
+        t0, t_log, imgs_log = time.perf_counter(), time.perf_counter(), 0
+        time_base = self.time_s
+        self.model.train()
+        try:
+            while self.step < self.total:
+                epoch, b = divmod(self.step, self.steps_per_epoch)
+                order = self.loader.order(epoch)
+                while b < self.steps_per_epoch and self.step < self.total:
+                    torch.manual_seed(step_seed(cfg.seed, self.dist.rank, self.step))
+                    x, y = self.loader.batch(order, b)
+                    if cfg.channels_last and self.device.type == "cuda":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    f = lr_factor(cfg, self.step, self.total)
+                    for s in self.steppers.values():
+                        s.set_lr_factor(f)
+                    with amp:
+                        terms = self.model.train_step((x, y), self.steppers, self.step)
+                    if self.dist.world > 1:
+                        ddp.sync_buffers(self.model)
+                    if self.ema:
+                        self.ema.update(self.model)
+                    vals = torch.stack([v.float() for v in terms.values()])
+                    acc = vals if acc is None else acc + vals
+                    names, acc_n = list(terms), acc_n + 1
+                    imgs_log += len(x)
+                    self.step, b = self.step + 1, b + 1
+                    if self.step % check_every == 0 and not bool(torch.isfinite(acc).all()):
+                        bad = [n for n, v in zip(names, vals.tolist()) if not math.isfinite(v)] or names
+                        raise Diverged(f"training diverged: non-finite {', '.join(bad)} at step {self.step}"
+                                       f" (epoch {epoch + 1})")
+                    bar.update(1)
+                    self.time_s = time_base + time.perf_counter() - t0
+                    if self.step % cfg.log_every == 0:
+                        now = time.perf_counter()
+                        means = dict(zip(names, (acc / acc_n).tolist()))
+                        means["lr"] = cfg.lr * f
+                        means["img_per_s"] = imgs_log * self.dist.world / max(now - t_log, 1e-9)
+                        self._log("train", means)
+                        bar.set_postfix(loss=f"{means.get('loss', next(iter(means.values()))):.4g}",
+                                        img_s=f"{means['img_per_s']:.0f}")
+                        acc, acc_n, t_log, imgs_log = None, 0, now, 0
+                    if self.step % cfg.ckpt_every == 0 and b < self.steps_per_epoch:
+                        self.save()
+                if b == self.steps_per_epoch:  # epoch end: grid, test losses, checkpoint
+                    self.preview(epoch + 1)
+                    test = self.evaluate_test()
+                    if test:
+                        self._log("test", test)
+                    self.save()
+            if self.step % self.steps_per_epoch:  # a max_steps budget that ended mid-epoch
+                self.preview(self.step // self.steps_per_epoch + 1)
+                self.save()
+        except Diverged as e:
+            last = ckpt.read_json(self.out / "trainer_state.json")["step"] if (self.out / "trainer_state.json").exists() else None
+            kept = f"; the last good checkpoint (step {last}) is kept in {self.out}" if last is not None else \
+                "; no checkpoint had been written yet"
+            raise Diverged(f"{e}{kept}") from None
+        finally:
+            bar.close()
+            if self.tb is not None:
+                self.tb.close()
+            ddp.barrier(self.dist)
+        return {"step": self.step, "time_s": self.time_s, "out": str(self.out)}
+
+    def close(self) -> None:
+        ddp.shutdown(self.dist)
+
+
+def train(run, out: str | Path, quiet: bool = False) -> dict:
+    """Train (or resume) `run` into folder `out`; returns a short summary."""
+    trainer = Trainer(run, out, quiet)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
