@@ -15,8 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 # Train a VAE on the embedded MNIST for a short budget, then write samples,
 # reconstructions, an interpolation strip and a metrics summary into runs/demo.
+DEMO := runs/demo
 demo: $(VENV)/.installed
-	$(GENLAB) demo --out runs/demo
+	$(GENLAB) train --config configs/vae_mnist.toml --epochs 5 --out $(DEMO)
+	$(GENLAB) sample $(DEMO) -n 64
+	$(GENLAB) reconstruct $(DEMO)
+	$(GENLAB) interpolate $(DEMO)
+	$(GENLAB) eval $(DEMO)
+	@echo "demo finished: $(DEMO)/ holds sample.png, reconstructions.png, interpolation.png, eval.json,"
+	@echo "samples/ (one grid per epoch), metrics.jsonl and TensorBoard events (tensorboard --logdir $(DEMO))"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def build_parser() -> Parser:
 
     p = cmd("eval", "evaluate a trained model; writes DIR/eval.json and prints a table")
     _run_dir_arg(p)
-    p.add_argument("--metrics", default="elbo,recon", help="comma-separated, see genlab list")
+    p.add_argument("--metrics", help="comma-separated, see genlab list (default: every one the model supports)")
     p.add_argument("--n", type=_positive_int, default=10000, help="images from the split")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--seed", type=int, default=0)
@@ -126,8 +127,9 @@ def cmd_train(a) -> int:
             flags["train"][key] = getattr(a, key)
     run = compose(a.model, a.config, flags, a.set)
     summary = train(run, a.out, quiet=a.quiet)
-    print(f"trained {run.model} for {summary['step']} steps in {summary['time_s']:.1f} s -> {a.out} "
-          f"(model.safetensors, metrics.jsonl, samples/)")
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not per torchrun process
+            print(f"trained {run.model} for {summary['step']} steps in {summary['time_s']:.1f} s -> {a.out} "
+              f"(model.safetensors, metrics.jsonl, samples/)")
     return 0
 
 
@@ -211,13 +213,16 @@ def cmd_interpolate(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .metrics import MetricContext, evaluate
+    from .metrics import METRICS, MetricContext, evaluate
     from .train.checkpoint import write_json
 
     model, cfg = _load(a.run)
-    names = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    if a.metrics is None:
+        names = [n for n, m in METRICS.items() if hasattr(model, m.needs)]
+    else:
+        names = [m.strip() for m in a.metrics.split(",") if m.strip()]
     if not names:
-        raise UserError("--metrics needs at least one metric name")
+        raise UserError("no metric to compute: name one with --metrics (see genlab list)")
     ctx = MetricContext(model, cfg, _split(cfg, a.split), a.split, a.n, seed=a.seed)
     results = evaluate(names, ctx)
     out = Path(a.run) / "eval.json"

@@ -1,0 +1,188 @@
+"""The trainer: resume after a kill is bit-exact, divergence is caught, run folders are safe to load,
+data parallelism keeps replicas identical."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genlab.errors import UserError
+from genlab.run import compose, load_model
+from genlab.train import checkpoint as ckpt
+from genlab.train.trainer import Diverged, train
+
+TINY = ["model.hidden=(32,)", "model.latent_dim=4"]
+
+
+def tiny_run(epochs=2, **train):
+    return compose("vae", flags={"data": {"source": "digits", "limit": 256},
+                                 "train": {"epochs": epochs, "batch_size": 32, "samples": 8, **train}},
+                   overrides=TINY)
+
+
+def weights(run_dir):
+    return load_file(str(Path(run_dir) / "model.safetensors"))
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_run_folder_contents(tmp_path):
+    out = tmp_path / "run"
+    summary = train(tiny_run(epochs=2, log_every=4), out, quiet=True)
+    assert summary["step"] == 2 * (256 // 32)
+    for name in ("config.json", "model.safetensors", "trainer_state.safetensors", "trainer_state.json",
+                 "metrics.jsonl", "samples/epoch_0001.png", "samples/epoch_0002.png"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_recs = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in train_recs] == [4, 8, 12, 16]
+    for r in train_recs:
+        assert {"step", "epoch", "time_s", "loss", "recon", "kl"} <= r.keys()
+        assert all(isinstance(v, (int, float)) for k, v in r.items() if k != "event")
+    assert [r["step"] for r in records if r["event"] == "test"] == [8, 16]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["name"] == "vae" and cfg["info"]["height"] == 8
+    assert not (out / ckpt.STAGING).exists() and not (out / ckpt.COMMIT).exists()
+
+
+def test_extending_a_finished_run_equals_one_long_run(tmp_path):
+    train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+    train(tiny_run(epochs=4), tmp_path / "a", quiet=True)  # resumes at step 16 and goes on
+    train(tiny_run(epochs=4), tmp_path / "b", quiet=True)
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    steps = [json.loads(l)["step"] for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps), "resumed log repeats or skips steps"
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    train(tiny_run(epochs=1), tmp_path / "a", quiet=True)
+    other = compose("vae", flags={"data": {"source": "digits", "limit": 256},
+                                  "train": {"epochs": 1, "batch_size": 32}},
+                    overrides=["model.hidden=(32,)", "model.latent_dim=5"])
+    with pytest.raises(UserError, match="other settings .*model.latent_dim"):
+        train(other, tmp_path / "a", quiet=True)
+
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; no oversubscription on 2 cores
+
+
+def _genlab(*args):
+    return subprocess.Popen([sys.executable, "-m", "genlab.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+
+
+@pytest.mark.parametrize("kill_after_step", [0, 120])
+def test_killed_run_resumes_bit_exact(tmp_path, kill_after_step):
+    args = ["train", "vae", "--data", "digits", "--limit", "512", "--epochs", "12", "--batch-size", "16",
+            "--set", "train.ckpt_every=7", "--set", "train.samples=0", *sum([["--set", s] for s in TINY], []),
+            "--quiet"]
+    victim = _genlab(*args, "--out", str(tmp_path / "killed"))
+    state = tmp_path / "killed" / "trainer_state.json"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill it right after a checkpoint past `kill_after_step`
+        if state.exists():
+            try:
+                if json.loads(state.read_text())["step"] > kill_after_step:
+                    break
+            except (json.JSONDecodeError, FileNotFoundError):
+                pass
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert killed_at < 12 * 32, "the run finished before it could be killed"
+    resumed = _genlab(*args, "--out", str(tmp_path / "killed"))
+    straight = _genlab(*args, "--out", str(tmp_path / "straight"))
+    for p in (resumed, straight):
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert json.loads(state.read_text())["step"] == 12 * 32
+    assert_same(weights(tmp_path / "killed"), weights(tmp_path / "straight"))
+
+
+def test_interrupted_commit_rolls_forward(tmp_path):
+    train(tiny_run(epochs=1), tmp_path, quiet=True)
+    old = weights(tmp_path)
+    new = {k: v + 1 for k, v in old.items()}
+    # simulate a kill after the new checkpoint was complete but before all files were moved
+    (tmp_path / ckpt.COMMIT).mkdir()
+    ckpt.save_tensors(tmp_path / ckpt.COMMIT / "model.safetensors", new)
+    model, _ = load_model(tmp_path, ema=False)  # a reader sees the complete new checkpoint
+    assert torch.equal(model.state_dict()["posterior_head.bias"], new["posterior_head.bias"])
+    (tmp_path / ckpt.STAGING).mkdir()  # and a half-written staging folder is dropped
+    (tmp_path / ckpt.STAGING / "model.safetensors").write_bytes(b"partial")
+    ckpt.recover(tmp_path)
+    assert not (tmp_path / ckpt.COMMIT).exists() and not (tmp_path / ckpt.STAGING).exists()
+    assert_same(weights(tmp_path), new)
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    from genlab.models.vae import VAE
+
+    original = VAE.train_step
+
+    def poisoned(self, batch, opts, step):
+        out = original(self, batch, opts, step)
+        if step == 11:  # the 12th step
+            out["kl"] = torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(VAE, "train_step", poisoned)
+    with pytest.raises(Diverged, match=r"non-finite kl at step 12 .*last good checkpoint \(step 10\)"):
+        train(tiny_run(epochs=3, ckpt_every=5), tmp_path, quiet=True)
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path).values())
+
+
+class _Exploit:
+    """Unpickling this runs code: it would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "config.json", "trainer_state.safetensors"])
+def test_tampered_run_folder_is_refused_and_runs_no_code(tmp_path, victim, capsys):
+    from genlab.cli import main
+
+    run = tmp_path / "run"
+    train(tiny_run(epochs=1), run, quiet=True)
+    marker = tmp_path / "pwned"
+    (run / victim).write_bytes(pickle.dumps(_Exploit(marker)))
+    cmd = ["train", "vae", "--data", "digits", "--limit", "256", "--epochs", "2", "--batch-size", "32",
+           "--set", "train.samples=8", *sum([["--set", s] for s in TINY], []), "--out", str(run), "--quiet"]
+    if victim != "trainer_state.safetensors":
+        cmd = ["sample", str(run), "-n", "4"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert victim in err and "\n" not in err
+    assert not marker.exists()
+
+
+def test_data_parallel_replicas_stay_identical(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2",
+                          str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert_same(r0, r1)
+    assert_same(r0, weights(tmp_path))
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    assert state["world"] == 2 and state["step"] == 2 * (512 // 2 // 32)
