@@ -128,7 +128,7 @@ def cmd_train(a) -> int:
     run = compose(a.model, a.config, flags, a.set)
     summary = train(run, a.out, quiet=a.quiet)
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per torchrun process
-            print(f"trained {run.model} for {summary['step']} steps in {summary['time_s']:.1f} s -> {a.out} "
+        print(f"trained {run.model} for {summary['step']} steps in {summary['time_s']:.1f} s -> {a.out} "
               f"(model.safetensors, metrics.jsonl, samples/)")
     return 0
 
