@@ -1,0 +1,118 @@
+"""The command line as a user meets it: every model trains with its defaults on every built-in dataset,
+the run-folder commands write what they say, and every user mistake is one sentence with exit status 2."""
+import gzip
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genlab import registry
+from genlab.cli import main
+from genlab.data.sources import BUILTIN
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("dataset", sorted(BUILTIN))
+@pytest.mark.parametrize("model", registry.names())
+def test_every_model_trains_with_defaults_on_every_builtin_dataset(tmp_path, capsys, model, dataset):
+    code, out, err = run_cli(capsys, "train", model, "--data", dataset, "--limit", "64", "--epochs", "1",
+                             "--batch-size", "32", "--set", "train.eval_images=64", "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    assert f"trained {model} for 2 steps" in out
+    assert (tmp_path / "samples" / "epoch_0001.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    assert main(["train", "vae", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(out),
+                 "--set", "model.hidden=(64,)", "--set", "data.binarize=dynamic", "--quiet"]) == 0
+    return out
+
+
+def test_run_folder_commands(vae_run, capsys):
+    assert run_cli(capsys, "sample", vae_run, "-n", "9")[0] == 0
+    assert run_cli(capsys, "reconstruct", vae_run, "-n", "8")[0] == 0
+    assert run_cli(capsys, "interpolate", vae_run, "--pairs", "2", "--steps", "5", "--mode", "slerp")[0] == 0
+    for name in ("sample.png", "reconstructions.png", "interpolation.png"):
+        assert (vae_run / name).is_file()
+    code, out, _ = run_cli(capsys, "eval", vae_run)
+    assert code == 0 and "elbo" in out and "recon" in out
+    ev = json.loads((vae_run / "eval.json").read_text())
+    assert ev["elbo"]["protocol"]["binarization"] == "dynamic" and ev["elbo"]["protocol"]["n"] == 300
+    assert ev["elbo"]["neg_elbo_nats"] > 0
+    assert ev["elbo"]["bits_per_dim"] == pytest.approx(ev["elbo"]["neg_elbo_nats"] / (64 * np.log(2)))
+    code, out, _ = run_cli(capsys, "info", vae_run)
+    assert code == 0 and "vae" in out and "step 46" in out
+
+
+def test_list_names_every_model_dataset_and_metric(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for name in [*registry.names(), "mnist", "digits", "idx:DIR", "cifar:DIR", "folder:DIR", "npz:FILE", "elbo"]:
+        assert name in out
+
+
+def _bad_idx(folder):
+    folder.mkdir()
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, 10, 4, 4) + bytes(10))  # header says 160 bytes follow
+    return folder
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "vea", "--data", "digits"], "unknown model 'vea' (did you mean: vae"),
+    (["train", "vae", "--data", "digitz"], "unknown dataset 'digitz' (did you mean: digits"),
+    (["train", "vae", "--data", "digits", "--epoch", "3"], "unknown option '--epoch'"),
+    (["train", "vae", "--data", "digits", "--set", "model.latnt_dim=3"], "did you mean: latent_dim"),
+    (["train", "vae", "--data", "digits", "--set", "model.latent_dim=two"], "expects an integer"),
+    (["train", "vae", "--data", "digits", "--set", "model.likelihood=poisson"], "must be one of bernoulli, gaussian"),
+    (["train", "vae", "--data", "digits", "--set", "optim.lr=1"], "start with model., data. or train."),
+    (["train", "vae", "--data", "digits", "--epochs", "0"], "expected a positive number"),
+    (["train", "vae", "--data", "idx:/no/such/dir"], "does not exist"),
+    (["train", "vae", "--data", "foo:/x"], "unknown data source kind 'foo'"),
+    (["train", "vae", "--data", "idx:{bad_idx}"], "truncated"),
+    (["train", "vae", "--data", "digits", "--set", "data.range=-11"], "Bernoulli likelihood needs data in [0, 1]"),
+    (["train", "cvae", "--data", "npz:{unlabelled}"], "needs labelled data"),
+    (["train", "--data", "digits"], "no model named"),
+    (["train", "vae", "--data", "digits", "--config", "/no/such.toml"], "does not exist"),
+    (["sample", "/no/such/run"], "does not exist"),
+    (["trian"], "unknown command 'trian' (did you mean: train"),
+])
+def test_user_mistakes_are_one_sentence_and_exit_2(tmp_path, capsys, args, fragment):
+    bad = _bad_idx(tmp_path / "idx")
+    np.save(tmp_path / "unlabelled.npy", np.zeros((4, 8, 8), np.uint8))
+    args = [a.format(bad_idx=bad, unlabelled=tmp_path / "unlabelled.npy") for a in args]
+    if args[0] == "train":
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert fragment.lower() in err.lower()
+    assert err.count("\n") == 1 and err.startswith("genlab: error: ")
+
+
+def test_capability_errors(tmp_path, capsys):
+    assert main(["train", "ae", "--data", "digits", "--limit", "64", "--epochs", "1", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "sample", tmp_path)
+    assert code == 2 and "cannot sample" in err
+    code, _, err = run_cli(capsys, "eval", tmp_path, "--metrics", "elbo")
+    assert code == 2 and "needs a model with `elbo`" in err
+    code, _, err = run_cli(capsys, "eval", tmp_path, "--metrics", "fidd")
+    assert code == 2 and "unknown metric" in err
+
+
+def test_console_script_reports_without_traceback():
+    exe = [sys.executable, "-m", "genlab.cli"]
+    res = subprocess.run([*exe, "train", "nosuchmodel", "--data", "digits", "--out", "/tmp/x"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "unknown model" in res.stderr
