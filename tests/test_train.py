@@ -186,3 +186,32 @@ def test_data_parallel_replicas_stay_identical(tmp_path):
     assert_same(r0, weights(tmp_path))
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["world"] == 2 and state["step"] == 2 * (512 // 2 // 32)
+
+
+def test_ema_weights_are_saved_and_used_for_sampling(tmp_path):
+    train(tiny_run(epochs=2, ema=0.9), tmp_path, quiet=True)
+    raw, ema = weights(tmp_path), load_file(str(tmp_path / "ema.safetensors"))
+    assert raw.keys() == ema.keys()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw), "EMA equals the raw weights"
+    model, _ = load_model(tmp_path)  # EMA by default
+    assert torch.equal(model.state_dict()["posterior_head.weight"], ema["posterior_head.weight"])
+    model, _ = load_model(tmp_path, ema=False)
+    assert torch.equal(model.state_dict()["posterior_head.weight"], raw["posterior_head.weight"])
+
+
+def test_lr_schedule_reaches_the_optimizer(tmp_path):
+    train(tiny_run(epochs=2, schedule="cosine", warmup_steps=4, log_every=1), tmp_path, quiet=True)
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["event"] == "train"]
+    assert lrs[:4] == pytest.approx([1e-3 * (i + 1) / 4 for i in range(4)])  # warmup
+    assert lrs[-1] < 0.05 * 1e-3 and all(a >= b for a, b in zip(lrs[4:], lrs[5:]))  # cosine decay
+
+
+def test_stepper_clips_the_global_gradient_norm():
+    from genlab.train.optim import Stepper
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    stepper = Stepper(torch.optim.SGD([w], lr=1.0), grad_clip=0.5)
+    stepper.step((w * torch.tensor([30.0, 40.0, 0.0])).sum())  # gradient (30, 40, 0), norm 50
+    assert float(stepper.last_grad_norm) == pytest.approx(50.0)
+    assert torch.allclose(w.detach(), -torch.tensor([0.3, 0.4, 0.0]))  # the step used the clipped gradient
