@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -62,7 +63,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             f = float(value)
         except (TypeError, ValueError):
             raise UserError(f"{where} expects an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise UserError(f"{where} expects an integer, got {value!r}")
         return int(f)
     if tp is float:
@@ -149,5 +150,7 @@ def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def check_positive(where: str, value: float, allow_zero: bool = False) -> None:
+    if not math.isfinite(value):
+        raise UserError(f"{where} must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{where} must be {'non-negative' if allow_zero else 'positive'}, got {value}")

@@ -55,5 +55,8 @@ def get(name: str) -> Entry:
 
 
 def build(name: str, cfg: Any, info: Any):
-    """Instantiate model `name` from its config dataclass and the data's `DataInfo`."""
+    """Instantiate model `name` from its config dataclass (validated here too) and the data's `DataInfo`."""
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
     return get(name).model_cls(cfg, info)

@@ -67,7 +67,10 @@ class Pipeline:
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         x = u.float()
         if self.cfg.dequantize:
-            x = (x + torch.rand_like(x)) / 256.0  # u + U(0,1) over 256 bins of width 1/256
+            # (u + U(0,1)) / 256 lies in bin [u/256, (u+1)/256); float32 rounding can reach the top edge,
+            # so cap just below it (the edge itself, 1.0 for u = 255, would make logit(x) infinite)
+            top = (x + 1) / 256.0
+            x = torch.minimum((x + torch.rand_like(x)) / 256.0, torch.nextafter(top, torch.zeros_like(top)))
         else:
             x = x / 255.0
         if self.cfg.binarize == "dynamic":

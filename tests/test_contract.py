@@ -1,0 +1,310 @@
+"""The model contract, checked for EVERY registered model (plus a few option variants), at tiny sizes.
+
+For each model: one train_step gives finite 0-dim losses including `loss`; gradients reach every trainable
+parameter; a step moves the parameters; a safetensors round trip into a fresh model reproduces every output;
+seeded runs are bit-identical; encode/decode/sample have the promised shapes and range; the conv architecture
+restores odd and even image sizes exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from genlab import registry
+from genlab.config import from_dict
+from genlab.data import DataInfo
+from genlab.errors import UserError
+from genlab.train.checkpoint import load_module_state, save_tensors
+from genlab.train.optim import OptimConfig, Stepper
+
+TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4}
+NUM_CLASSES = 3
+SHAPES = [(1, 8, 8), (1, 12, 12)]  # 12 -> 6 -> 3: an odd side after two halvings
+CONV_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 7, 9)]  # last: odd and non-square
+CONV_REFUSERS = {"contractive_ae"}  # models whose config rejects arch=conv (exact Jacobian is MLP-only)
+# option variants that take different code paths; used only where the model and the fields exist
+VARIANTS = [
+    ("vae", {"likelihood": "gaussian"}),  # learned sigma: log_sigma must get gradients too
+    ("vae", {"likelihood": "gaussian", "sigma": 0.1}),  # fixed sigma: a frozen parameter
+    ("cvae", {"likelihood": "gaussian"}),
+    ("sparse_ae", {"penalty": "kl"}),
+    ("denoising_ae", {"noise": "salt_pepper"}),
+    ("denoising_ae", {"noise": "block", "level": 0.25}),
+    ("contractive_ae", {"hidden": ()}),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _fields(name: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(registry.get(name).config_cls)}
+
+
+def tiny_cfg(name: str, **extra):
+    """The model's default config with TINY (and `extra`) applied to the fields it has, validated."""
+    fields = _fields(name)
+    cfg = dataclasses.replace(registry.get(name).config_cls(),
+                              **{k: v for k, v in {**TINY, **extra}.items() if k in fields})
+    cfg.validate()
+    return cfg
+
+
+def _cases():
+    cases = [pytest.param(n, {}, id=n) for n in registry.names()]
+    for name, extra in VARIANTS:
+        if name in registry.names() and set(extra) <= _fields(name):
+            cases.append(pytest.param(name, extra, id=f"{name}[{','.join(f'{k}={v}' for k, v in extra.items())}]"))
+    return cases
+
+
+CASES = _cases()
+
+
+def info_for(shape) -> DataInfo:
+    return DataInfo(*shape, num_classes=NUM_CLASSES, range="01")
+
+
+def batch(shape, n: int = 4, seed: int = 123):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, *shape), generator=g)
+    y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+    return x, y
+
+
+def build(name, extra, shape, seed: int = 0):
+    torch.manual_seed(seed)
+    return registry.build(name, tiny_cfg(name, **extra), info_for(shape))
+
+
+def steppers_for(model):
+    opts = model.configure_optimizers(OptimConfig())
+    assert opts and all(isinstance(o, torch.optim.Optimizer) for o in opts.values())
+    return {k: Stepper(o) for k, o in opts.items()}
+
+
+def conditional(model) -> bool:
+    return bool(getattr(model, "conditional", False))
+
+
+def labels_args(model, y):
+    """The extra argument of encode/decode/reconstruct: labels for conditional models, none otherwise."""
+    return (y,) if conditional(model) else ()
+
+
+def trainable(model):
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_registry_lists_models():
+    names = registry.names()
+    assert {"ae", "linear_ae", "vae"} <= set(names)
+    for n in names:
+        e = registry.get(n)
+        assert dataclasses.is_dataclass(e.config_cls) and e.name == n
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name,extra", CASES)
+def test_train_step_and_gradients(name, extra, shape):
+    model = build(name, extra, shape)
+    model.train()
+    x, y = batch(shape)
+
+    # gradients of the model's own loss reach every trainable parameter, finite
+    out = model.losses(x, y)
+    assert "loss" in out and out["loss"].dim() == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    params = trainable(model)
+    assert params, f"{name} has no trainable parameters"
+    missing = [n for n, p in params if p.grad is None]
+    assert not missing, f"no gradient reaches {missing}"
+    bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
+    assert not bad, f"non-finite gradients in {bad}"
+    assert any(p.grad.abs().sum() > 0 for _, p in params), "every gradient is exactly zero"
+    model.zero_grad(set_to_none=True)
+
+    # the reconstruction term alone reaches every parameter too (for a VAE: through the reparametrised z)
+    if "recon" in out:
+        model.losses(x, y)["recon"].backward()
+        missing = [n for n, p in params if p.grad is None or not (p.grad != 0).any()]
+        assert not missing, f"the reconstruction term does not reach {missing}"
+        model.zero_grad(set_to_none=True)
+
+    # one train_step: finite 0-dim scalars, 'loss' among them; parameters move
+    before = {n: p.detach().clone() for n, p in params}
+    steppers = steppers_for(model)
+    logs = model.train_step((x, y), steppers, 0)
+    assert "loss" in logs
+    for k, v in logs.items():
+        assert torch.is_tensor(v) and v.dim() == 0, f"{k} is not a 0-dim tensor: {v!r}"
+        assert torch.isfinite(v), f"{k} = {v}"
+    unchanged = [n for n, p in trainable(model) if torch.equal(p.detach(), before[n])]
+    assert not unchanged, f"a step left {unchanged} unchanged"
+    # frozen parameters (e.g. a fixed sigma) must stay as they are
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None
+
+
+@pytest.mark.parametrize("name,extra", CASES)
+def test_seeded_runs_repeat_bit_for_bit(name, extra):
+    shape = SHAPES[1]
+    x, y = batch(shape)
+
+    def run():
+        model = build(name, extra, shape, seed=0)  # manual_seed(0) right before building
+        init = {k: v.clone() for k, v in model.state_dict().items()}
+        steppers = steppers_for(model)
+        for step in range(3):
+            model.train_step((x, y), steppers, step)
+        return init, model.state_dict()
+
+    init_a, a = run()
+    init_b, b = run()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(init_a[k], init_b[k]), f"initialisation of {k} differs"
+        assert torch.equal(a[k], b[k]), f"{k} differs between two identically seeded runs"
+    assert any(not torch.equal(a[k], init_a[k]) for k in a), "training changed nothing"
+
+
+# ---------------------------------------------------------------------------------------------- save/load
+@pytest.mark.parametrize("name,extra", CASES)
+def test_save_load_round_trip(name, extra, tmp_path):
+    shape = SHAPES[1]
+    x, y = batch(shape)
+    model = build(name, extra, shape, seed=0)
+    steppers = steppers_for(model)
+    model.train_step((x, y), steppers, 0)  # move away from the initialisation
+    path = tmp_path / "model.safetensors"
+    save_tensors(path, model.state_dict())
+
+    fresh = build(name, extra, shape, seed=1)  # different init, so equal outputs prove the load
+    load_module_state(fresh, path)
+    model.eval()
+    fresh.eval()
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    a = labels_args(model, y)
+    with torch.no_grad():
+        z = model.encode(x, *a)
+        assert torch.equal(z, fresh.encode(x, *a))
+        assert torch.equal(model.decode(z, *a), fresh.decode(z, *a))
+        assert torch.equal(model.reconstruct(x, *a), fresh.reconstruct(x, *a))
+        if hasattr(model, "sample"):
+            s1 = model.sample(5, generator=torch.Generator().manual_seed(7))
+            s2 = fresh.sample(5, generator=torch.Generator().manual_seed(7))
+            assert torch.equal(s1, s2)
+            s3 = model.sample(5, generator=torch.Generator().manual_seed(8))
+            assert not torch.equal(s1, s3), "sample ignores its generator"
+        # a model differing only in its initialisation must give other outputs (the check has power)
+        other = build(name, extra, shape, seed=1).eval()
+        assert not torch.equal(other.reconstruct(x, *a), model.reconstruct(x, *a))
+
+
+# ---------------------------------------------------------------------------------------------- capabilities
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name,extra", CASES)
+def test_capabilities(name, extra, shape):
+    model = build(name, extra, shape).eval()
+    cfg = model.cfg
+    x, y = batch(shape, n=3)
+    a = labels_args(model, y)
+    with torch.no_grad():
+        z = model.encode(x, *a)
+        assert z.shape == (3, cfg.latent_dim)
+        r = model.decode(z, *a)
+        assert r.shape == x.shape
+        assert torch.equal(model.reconstruct(x, *a), r)
+        linear = name == "linear_ae"  # a linear decoder has no output link: no range to check
+        if not linear:
+            assert r.min() >= 0 and r.max() <= 1
+        if hasattr(model, "sample"):
+            s = model.sample(6, generator=torch.Generator().manual_seed(0))
+            assert s.shape == (6, *shape)
+            assert torch.isfinite(s).all()
+            if not linear:
+                assert s.min() >= 0 and s.max() <= 1
+        if hasattr(model, "elbo"):
+            e = model.elbo(x, *a)
+            assert e.shape == (3,) and torch.isfinite(e).all()
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if getattr(registry.get(n).model_cls, "conditional", False)])
+def test_conditional_models_use_labels(name):
+    shape = SHAPES[0]
+    model = build(name, {}, shape).eval()
+    x, y = batch(shape, n=3)
+    with torch.no_grad():
+        z = model.encode(x, y)
+        assert not torch.equal(model.decode(z, y), model.decode(z, (y + 1) % NUM_CLASSES))
+        if hasattr(model, "sample"):
+            g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+            assert not torch.equal(model.sample(3, generator=g(), y=torch.zeros(3, dtype=torch.long)),
+                                   model.sample(3, generator=g(), y=torch.ones(3, dtype=torch.long)))
+    with pytest.raises(UserError):
+        model.encode(x)
+
+
+# ---------------------------------------------------------------------------------------------- conv
+CONV_MODELS = [n for n in registry.names() if "arch" in _fields(n)]
+
+
+def conv_cfg(name):
+    return dataclasses.replace(registry.get(name).config_cls(),
+                               **{k: v for k, v in TINY.items() if k in _fields(name)}, arch="conv")
+
+
+def _accepts_conv(name) -> bool:
+    try:
+        conv_cfg(name).validate()
+    except UserError:
+        return False
+    return True
+
+
+def test_exactly_the_expected_models_refuse_conv():
+    assert CONV_MODELS, "no model has an arch setting"
+    assert {n for n in CONV_MODELS if not _accepts_conv(n)} == CONV_REFUSERS & set(CONV_MODELS)
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", [n for n in CONV_MODELS if _accepts_conv(n)])
+def test_conv_arch_restores_shape(name, shape):
+    cfg = conv_cfg(name)
+    cfg.validate()
+    torch.manual_seed(0)
+    model = registry.build(name, cfg, info_for(shape))
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+    x, y = batch(shape, n=2)
+    a = labels_args(model, y)
+    out = model.losses(x, y)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(p.grad is not None for _, p in trainable(model))
+    with torch.no_grad():
+        z = model.encode(x, *a)
+        assert z.shape == (2, cfg.latent_dim)
+        r = model.decode(z, *a)
+        assert r.shape == x.shape
+        assert r.min() >= 0 and r.max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(CONV_REFUSERS & set(registry.names())))
+def test_conv_refused_with_user_error(name):
+    cfg = dataclasses.replace(tiny_cfg(name), arch="conv")
+    with pytest.raises(UserError, match="mlp"):
+        cfg.validate()
+    with pytest.raises(UserError):
+        from_dict(registry.get(name).config_cls, {"arch": "conv"})
