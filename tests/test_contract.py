@@ -36,15 +36,6 @@ VARIANTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _fields(name: str) -> set[str]:
     return {f.name for f in dataclasses.fields(registry.get(name).config_cls)}
 

@@ -24,14 +24,6 @@ from genlab.models.autoencoders import AEConfig, ContractiveAEConfig, SparseAECo
 from genlab.train.optim import OptimConfig, lr_factor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------- KL
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_gaussian_kl_matches_monte_carlo(seed):
