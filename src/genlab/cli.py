@@ -99,12 +99,20 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
 
-    p = cmd("eval", "evaluate a trained model; writes DIR/eval.json and prints a table")
-    _run_dir_arg(p)
+    p = cmd("eval", "evaluate trained models; writes DIR/eval.json and prints a table (or compares runs)")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="a run folder (several with --compare)")
     p.add_argument("--metrics", help="comma-separated, see genlab list (default: every one the model supports)")
-    p.add_argument("--n", type=_positive_int, default=10000, help="images from the split")
-    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--features", default="domain",
+                   help="extractor for fid, kid, pr, memorization: domain | domain:DIR | inception | inception:PATH")
+    p.add_argument("--classifier", default="domain", help="classifier for is and modes: domain | domain:DIR")
+    p.add_argument("--n", type=_positive_int, default=10000,
+                   help="samples drawn for sample metrics; images of the split for likelihood metrics")
+    p.add_argument("--ref", "--split", dest="split", choices=("train", "test"), default="test",
+                   help="the reference split")
+    p.add_argument("--iwae-k", type=_positive_int, default=100, help="importance samples per image for nll (VAEs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
+    p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
 
     cmd("list", "list models, datasets and metrics")
     p = cmd("info", "describe a run folder: model, data, progress, latest metrics")
@@ -213,27 +221,79 @@ def cmd_interpolate(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .metrics import METRICS, MetricContext, evaluate
+    if a.compare:
+        return _compare(a)
+    if len(a.runs) != 1:
+        raise UserError("genlab eval takes one run folder (use --compare to tabulate several)")
+    from .data import load, prepare
+    from .metrics import MetricContext, evaluate, supported
     from .train.checkpoint import write_json
 
-    model, cfg = _load(a.run)
-    if a.metrics is None:
-        names = [n for n, m in METRICS.items() if hasattr(model, m.needs)]
-    else:
-        names = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    run_dir = Path(a.runs[0])
+    model, cfg = _load(run_dir)
+    names = supported(model) if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
     if not names:
         raise UserError("no metric to compute: name one with --metrics (see genlab list)")
-    ctx = MetricContext(model, cfg, _split(cfg, a.split), a.split, a.n, seed=a.seed)
+    splits = load(cfg.data.source)
+    train = prepare(splits.train, cfg.data)
+    test = prepare(splits.test, cfg.data) if splits.test is not None else None
+    ref = test if a.split == "test" and test is not None else train
+    split = "test" if ref is test else "train"
+    ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
+                        iwae_k=a.iwae_k, train=train, heldout=test, out_dir=run_dir,
+                        progress=sys.stderr.isatty())
     results = evaluate(names, ctx)
-    out = Path(a.run) / "eval.json"
+    out = run_dir / "eval.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     write_json(out, {**old, **results})
     for name, res in results.items():
-        nums = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k != "protocol")
+        nums = ", ".join(_fmt(k, v) for k, v in res.items() if k != "protocol")
         proto = ", ".join(f"{k}={v}" for k, v in res["protocol"].items())
-        print(f"{name:8s} {nums}\n{'':8s} [{proto}]")
+        print(f"{name:12s} {nums}\n{'':12s} [{proto}]")
     print(f"wrote {out}")
     return 0
+
+
+def _fmt(k, v) -> str:
+    return f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+
+
+# the headline number of each metric, for comparison tables
+HEADLINE = {"elbo": "neg_elbo_nats", "nll": "nll_nats", "recon": "mse_per_pixel", "fid": "fid", "kid": "kid",
+            "is": "is", "pr": ("precision", "recall"), "modes": "classes_covered",
+            "memorization": "pixel_fraction_suspiciously_close"}
+
+
+def _compare(a) -> int:
+    from .train.checkpoint import read_json
+
+    rows, columns = [], []
+    for d in a.runs:
+        ev = read_json(Path(d) / "eval.json")
+        cfg = read_json(Path(d) / "config.json")
+        row = {"run": str(d), "model": cfg.get("model", {}).get("name", "?")}
+        for metric, res in ev.items():
+            keys = HEADLINE.get(metric, ())
+            for key in (keys,) if isinstance(keys, str) else keys:
+                if key in res:
+                    col = f"{metric}: {key}" if key != metric else metric
+                    row[col] = res[key]
+                    if col not in columns:
+                        columns.append(col)
+        rows.append(row)
+    head = ["run", "model", *columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r.get(c, "")) for c in head) + " |")
+    table = "\n".join(lines) + "\n"
+    out = Path(a.output or "comparison.md")
+    out.write_text(table)
+    print(table + f"wrote {out}")
+    return 0
+
+
+def _cell(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def cmd_list(a) -> int:

@@ -1,4 +1,6 @@
-"""Metrics for `genlab eval`: each one declares the capability it needs and returns numbers with their protocol."""
-from .registry import METRICS, MetricContext, evaluate
+"""Metrics for `genlab eval`: each declares the model capability it needs and returns numbers with their protocol."""
+from . import likelihood, memorization, modes, reconstruction, sample_quality  # noqa: F401  (registers them)
+from .frechet import frechet_distance, gaussian_stats
+from .registry import METRICS, MetricContext, evaluate, supported
 
-__all__ = ["METRICS", "MetricContext", "evaluate"]
+__all__ = ["METRICS", "MetricContext", "evaluate", "frechet_distance", "gaussian_stats", "supported"]

@@ -1,10 +1,14 @@
-"""The metric registry. A metric is `fn(ctx) -> dict` of numbers plus a 'protocol' dict saying how
-they were measured (split, sample count, binarisation, ...), so no number travels without it."""
+"""The metric registry and the context metrics read from.
+
+A metric is `fn(ctx) -> dict` of numbers plus a 'protocol' dict saying how they were measured
+(extractor, sample count, reference split, resize, binarisation, ...), so no number travels without it.
+The context draws the model's samples once and computes each feature set once, whatever metrics ask.
+"""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -16,93 +20,109 @@ from ..errors import UserError, unknown
 class MetricContext:
     model: torch.nn.Module
     run: object  # RunConfig
-    data: ImageSet  # the evaluation split, load-time transforms applied
+    data: ImageSet  # the reference split, load-time transforms applied
     split: str
-    n: int
+    n: int  # images of the split for data metrics; samples drawn for sample metrics
     seed: int = 0
     batch_size: int = 500
+    features: str = "domain"  # extractor for FID, KID, precision/recall, memorisation
+    classifier: str = "domain"  # classifier for IS and mode coverage
+    iwae_k: int = 5000
+    train: ImageSet | None = None  # the training split, for memorisation
+    heldout: ImageSet | None = None  # the test split, memorisation's yardstick
+    out_dir: Path | None = None  # where figures go
+    progress: bool = False
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The first n images of the split through the run's batch-time transforms, with fixed noise."""
-        device = next(self.model.parameters()).device
         data = self.data.subset(self.n)
         yield from Batches(data, Pipeline(self.run.data), self.batch_size, shuffle=False, drop_last=False,
-                           device=device).epoch(0)
+                           device=self.device).epoch(0)
+
+    def label_args(self, y: torch.Tensor | None) -> tuple:
+        """The label argument a conditional model takes; none for the others."""
+        return (y,) if getattr(self.model, "conditional", False) else ()
 
     def base_protocol(self) -> dict:
         d = self.run.data
         return {"split": self.split, "n": min(self.n, len(self.data)), "data": d.source,
                 "binarization": d.binarize, "dequantized": d.dequantize, "range": d.range}
 
+    # ------------------------------------------------------------ samples and features
+    def samples(self) -> torch.Tensor:
+        """n model samples in [0, 1], N x C x H x W, drawn once with the context's seed."""
+        if "samples" not in self._cache:
+            from ..data import to_unit
+
+            g = torch.Generator(self.device).manual_seed(self.seed)
+            out = []
+            with torch.no_grad():
+                for i in range(0, self.n, self.batch_size):
+                    out.append(to_unit(self.model.sample(min(self.batch_size, self.n - i), generator=g),
+                                       self.model.info).float().cpu())
+            self._cache["samples"] = torch.cat(out)
+        return self._cache["samples"]
+
+    def extractor(self, which: str = "features"):
+        from .features import get_extractor
+
+        return get_extractor(getattr(self, which), self.device)
+
+    def sample_features(self) -> torch.Tensor:
+        if "sample_features" not in self._cache:
+            self._cache["sample_features"] = self.extractor().features(self.samples(), self.progress)
+        return self._cache["sample_features"]
+
+    def reference_features(self, split: str | None = None, n: int | None = None) -> torch.Tensor:
+        """Features of the reference split's first n real images, from the on-disk cache when present."""
+        from .cache import real_features
+
+        split = split or self.split
+        data = self.data if split == self.split else self.train
+        if data is None:
+            raise UserError(f"no {split} split is available for this metric")
+        return real_features(self.extractor(), data, self.run.data, split, n or len(data), self.progress)
+
 
 @dataclass
 class Metric:
     fn: Callable[[MetricContext], dict]
-    needs: str  # the model capability it calls
+    needs: tuple[str, ...]  # model capabilities, any one of which suffices
     summary: str
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, needs: str, summary: str):
+def metric(name: str, needs: str | tuple[str, ...], summary: str):
     def wrap(fn):
-        METRICS[name] = Metric(fn, needs, summary)
+        METRICS[name] = Metric(fn, (needs,) if isinstance(needs, str) else needs, summary)
         return fn
 
     return wrap
+
+
+def supported(model) -> list[str]:
+    """The metrics this model has the capabilities for."""
+    return [n for n, m in METRICS.items() if any(hasattr(model, c) for c in m.needs)]
 
 
 def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:
     for name in names:
         if name not in METRICS:
             raise unknown("metric", name, METRICS)
-        need = METRICS[name].needs
-        if not hasattr(ctx.model, need):
-            raise UserError(f"metric '{name}' needs a model with `{need}`, and {ctx.run.model} has none")
+        needs = METRICS[name].needs
+        if not any(hasattr(ctx.model, c) for c in needs):
+            raise UserError(f"metric '{name}' needs a model with `{'` or `'.join(needs)}`, "
+                            f"and {ctx.run.model} has none")
     out = {}
-    with torch.no_grad(), torch.random.fork_rng():
+    with torch.no_grad(), torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         for name in names:
             torch.manual_seed(ctx.seed)
             out[name] = METRICS[name].fn(ctx)
     return out
-
-
-def _labels(cond: bool, y):
-    return (y,) if cond else ()
-
-
-@metric("elbo", "elbo", "evidence lower bound on log p(x), nats per image and bits/dim (one posterior sample)")
-def elbo(ctx: MetricContext) -> dict:
-    cond = getattr(ctx.model, "conditional", False)
-    total, count = 0.0, 0
-    for x, y in ctx.batches():
-        total += float(ctx.model.elbo(x, *_labels(cond, y)).sum())
-        count += len(x)
-    mean = total / count
-    dim = ctx.model.info.dim
-    nats = -mean
-    # a density on [0,1]^D becomes a probability of 8-bit bins by adding D log 256 (bins of width 1/256)
-    if ctx.run.data.dequantize:
-        nats += dim * math.log(256)
-    note = "bound on -log p(x) of binary data" if ctx.run.data.binarize != "none" else (
-        "discrete NLL bound of 8-bit data (dequantised, + D log 256)" if ctx.run.data.dequantize else
-        "cross-entropy of grey levels: not a normalised likelihood")
-    return {"elbo": mean, "neg_elbo_nats": nats, "bits_per_dim": nats / (dim * math.log(2)),
-            "protocol": {**ctx.base_protocol(), "posterior_samples": 1, "dim": dim, "meaning": note}}
-
-
-@metric("recon", "reconstruct", "reconstruction error: squared error per pixel and per image, PSNR")
-def recon(ctx: MetricContext) -> dict:
-    cond = getattr(ctx.model, "conditional", False)
-    se, count = 0.0, 0
-    lo_hi = 2.0 if ctx.run.data.range == "-11" else 1.0
-    for x, y in ctx.batches():
-        r = ctx.model.reconstruct(x, *_labels(cond, y))
-        se += float(((r - x) / lo_hi).pow(2).sum())
-        count += len(x)
-    dim = ctx.model.info.dim
-    mse_pixel = se / (count * dim)
-    return {"mse_per_pixel": mse_pixel, "sse_per_image": se / count,
-            "psnr_db": 10 * math.log10(1.0 / mse_pixel) if mse_pixel > 0 else float("inf"),
-            "protocol": {**ctx.base_protocol(), "scale": "pixels in [0, 1]"}}

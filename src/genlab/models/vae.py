@@ -119,6 +119,32 @@ class VAE(SingleLoss, nn.Module):
         t = self.elbo_terms(x, y)
         return -(t["recon"] + t["kl"])
 
+    @torch.no_grad()
+    def iwae(self, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 5000, chunk: int = 100) -> torch.Tensor:
+        """Importance-weighted estimate of log p(x) in nats per image (Burda et al. 2016); -> B.
+
+            log p(x) ~= log 1/k sum_i p(x | z_i) p(z_i) / q(z_i | x),   z_i ~ q(z | x)
+
+        It is a lower bound that tightens as k grows (k = 1 is the ELBO). Samples are drawn `chunk` at a
+        time and folded into a running logsumexp, so memory stays O(B * chunk * D) for any k.
+        """
+        mu, logvar = self.posterior(x, y)  # B x d each
+        std = torch.exp(0.5 * logvar)
+        b, d = mu.shape
+        log2pi = math.log(2 * math.pi)
+        total = torch.full((b,), -math.inf, device=x.device)
+        for start in range(0, k, chunk):
+            m = min(chunk, k - start)
+            eps = torch.randn(m, b, d, device=x.device)
+            z = mu + std * eps  # m x B x d
+            ym = None if y is None else y.repeat(m)
+            logits = self.decoder_logits(z.flatten(0, 1), ym)  # (m B) x C x H x W
+            log_px = -self.nll(logits, x.repeat(m, *([1] * (x.dim() - 1)))).view(m, b)
+            log_pz = -0.5 * (z.pow(2) + log2pi).sum(-1)  # log N(z; 0, I)
+            log_qz = -0.5 * (eps.pow(2) + log2pi + logvar).sum(-1)  # log N(z; mu, std^2)
+            total = torch.logaddexp(total, torch.logsumexp(log_px + log_pz - log_qz, 0))
+        return total - math.log(k)
+
     def losses(self, x, y=None):
         t = self.elbo_terms(x, y)
         recon, kl = t["recon"].mean(), t["kl"].mean()

