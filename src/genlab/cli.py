@@ -227,13 +227,12 @@ def cmd_eval(a) -> int:
         raise UserError("genlab eval takes one run folder (use --compare to tabulate several)")
     from .data import load, prepare
     from .metrics import MetricContext, evaluate, supported
+    from .metrics.registry import runnable
     from .train.checkpoint import write_json
 
     run_dir = Path(a.runs[0])
     model, cfg = _load(run_dir)
     names = supported(model) if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
-    if not names:
-        raise UserError("no metric to compute: name one with --metrics (see genlab list)")
     splits = load(cfg.data.source)
     train = prepare(splits.train, cfg.data)
     test = prepare(splits.test, cfg.data) if splits.test is not None else None
@@ -242,6 +241,12 @@ def cmd_eval(a) -> int:
     ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
                         iwae_k=a.iwae_k, train=train, heldout=test, out_dir=run_dir,
                         progress=sys.stderr.isatty())
+    if a.metrics is None:  # defaults: every supported metric whose networks fit these images
+        names, notes = runnable(names, ctx)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    if not names:
+        raise UserError("no metric to compute: name one with --metrics (see genlab list)")
     results = evaluate(names, ctx)
     out = run_dir / "eval.json"
     old = json.loads(out.read_text()) if out.exists() else {}

@@ -50,14 +50,18 @@ class Extractor:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """UserError unless this extractor takes images of shape (C, H, W)."""
+        if self.shape is not None and tuple(shape) != self.shape:
+            c, h, w = self.shape
+            raise UserError(f"the {self.name} extractor takes {c}x{h}x{w} images, got "
+                            f"{'x'.join(map(str, shape))}; train a classifier on your data "
+                            f"(genlab train classifier --data SRC --out DIR) and use --features domain:DIR")
+
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
             raise UserError(f"images must be N x C x H x W, got shape {tuple(x.shape)}")
-        if self.shape is not None and tuple(x.shape[1:]) != self.shape:
-            c, h, w = self.shape
-            raise UserError(f"the {self.name} extractor takes {c}x{h}x{w} images, got "
-                            f"{'x'.join(map(str, x.shape[1:]))}; train a classifier on your data "
-                            f"(genlab train classifier --data SRC --out DIR) and use --features domain:DIR")
+        self.check_shape(tuple(x.shape[1:]))
 
     @torch.no_grad()
     def _map(self, x: torch.Tensor, fn, progress: bool, desc: str) -> torch.Tensor:

@@ -57,7 +57,8 @@ def _histogram(sample_d, test_d, path, space: str) -> None:
     plt.close(fig)
 
 
-@metric("memorization", "sample", "nearest training image of each sample (pixels and features) against test images' own")
+@metric("memorization", "sample", "nearest training image of each sample (pixels and features) against test images' own",
+        uses=("features",))
 def memorization(ctx: MetricContext) -> dict:
     if ctx.train is None or ctx.heldout is None:
         raise UserError("memorisation needs the dataset's train and test splits, and this source lacks one")

@@ -29,7 +29,8 @@ def mode_coverage(pred: torch.Tensor, data_dist: torch.Tensor) -> dict:
             "histogram": [int(c) for c in counts], "max_class_share": float(counts.max() / n)}
 
 
-@metric("modes", "sample", "mode coverage: class histogram of samples, classes covered, KL(data || samples)")
+@metric("modes", "sample", "mode coverage: class histogram of samples, classes covered, KL(data || samples)",
+        uses=("classifier",))
 def modes(ctx: MetricContext) -> dict:
     clf = ctx.extractor("classifier")
     probs = clf.probs(ctx.samples(), ctx.progress)

@@ -94,14 +94,15 @@ class Metric:
     fn: Callable[[MetricContext], dict]
     needs: tuple[str, ...]  # model capabilities, any one of which suffices
     summary: str
+    uses: tuple[str, ...] = ()  # the context's networks it runs: "features", "classifier"
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, needs: str | tuple[str, ...], summary: str):
+def metric(name: str, needs: str | tuple[str, ...], summary: str, uses: tuple[str, ...] = ()):
     def wrap(fn):
-        METRICS[name] = Metric(fn, (needs,) if isinstance(needs, str) else needs, summary)
+        METRICS[name] = Metric(fn, (needs,) if isinstance(needs, str) else needs, summary, uses)
         return fn
 
     return wrap
@@ -110,6 +111,25 @@ def metric(name: str, needs: str | tuple[str, ...], summary: str):
 def supported(model) -> list[str]:
     """The metrics this model has the capabilities for."""
     return [n for n, m in METRICS.items() if any(hasattr(model, c) for c in m.needs)]
+
+
+def runnable(names: list[str], ctx: MetricContext) -> tuple[list[str], list[str]]:
+    """Split `names` into those whose extractors can take the model's images and notes on the others."""
+    keep, notes, reasons = [], [], {}
+    for name in names:
+        for which in METRICS[name].uses:
+            if which not in reasons:
+                try:
+                    ctx.extractor(which).check_shape(ctx.model.info.shape)
+                    reasons[which] = None
+                except UserError as e:
+                    reasons[which] = str(e)
+        bad = [reasons[w] for w in METRICS[name].uses if reasons[w]]
+        if bad:
+            notes.append(f"skipped {name}: {bad[0]}")
+        else:
+            keep.append(name)
+    return keep, notes
 
 
 def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:

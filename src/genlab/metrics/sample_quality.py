@@ -20,13 +20,15 @@ def feature_protocol(ctx: MetricContext, n_ref: int) -> dict:
             "sample_seed": ctx.seed}
 
 
-@metric("fid", "sample", "Frechet distance between feature Gaussians of samples and real images (Heusel et al. 2017)")
+@metric("fid", "sample", "Frechet distance between feature Gaussians of samples and real images (Heusel et al. 2017)",
+        uses=("features",))
 def fid(ctx: MetricContext) -> dict:
     real = ctx.reference_features()
     return {"fid": fid_from_features(real, ctx.sample_features()), "protocol": feature_protocol(ctx, len(real))}
 
 
-@metric("kid", "sample", "kernel distance: unbiased MMD^2, cubic polynomial kernel, mean and std over subsets")
+@metric("kid", "sample", "kernel distance: unbiased MMD^2, cubic polynomial kernel, mean and std over subsets",
+        uses=("features",))
 def kid(ctx: MetricContext) -> dict:
     real, fake = ctx.reference_features(), ctx.sample_features()
     size = min(1000, len(real), len(fake))
@@ -35,7 +37,8 @@ def kid(ctx: MetricContext) -> dict:
             "protocol": {**feature_protocol(ctx, len(real)), "subsets": 100, "subset_size": size}}
 
 
-@metric("is", "sample", "Inception Score exp(E KL(p(y|x) || p(y))) under the domain classifier, 10 splits")
+@metric("is", "sample", "Inception Score exp(E KL(p(y|x) || p(y))) under the domain classifier, 10 splits",
+        uses=("classifier",))
 def inception_score_metric(ctx: MetricContext) -> dict:
     clf = ctx.extractor("classifier")
     mean, std = inception_score(clf.probs(ctx.samples(), ctx.progress), splits=10)
@@ -44,7 +47,8 @@ def inception_score_metric(ctx: MetricContext) -> dict:
                          "n_samples": ctx.n, "splits": 10, "sample_seed": ctx.seed}}
 
 
-@metric("pr", "sample", "precision/recall (Kynkaanniemi et al. 2019, k=3) and density/coverage (Naeem et al. 2020, k=5)")
+@metric("pr", "sample", "precision/recall (Kynkaanniemi et al. 2019, k=3) and density/coverage (Naeem et al. 2020, k=5)",
+        uses=("features",))
 def pr(ctx: MetricContext) -> dict:
     if ctx.n > len(ctx.data):
         raise UserError(f"precision/recall compares sets of equal size: --n {ctx.n} exceeds the "
