@@ -153,3 +153,15 @@ def test_inception_extractor_maps_grey_and_rgb_alike():
     f1, f3 = ext.features(grey), ext.features(grey.expand(-1, 3, -1, -1))
     assert f1.shape == (2, 2048) and torch.allclose(f1, f3) and (f1 >= 0).all()
     assert ext.identity.startswith("inception-")
+
+
+def test_fid_between_image_sets(runs):
+    from genlab.data import load
+    from genlab.metrics import fid_between
+
+    images = load("digits").test.images.float() / 255
+    spec = f"domain:{runs / 'clf'}"
+    assert fid_between(images, images, spec) == pytest.approx(0.0, abs=1e-6)
+    a, b = images[:150], images[150:]
+    assert fid_between(a, b, spec) == pytest.approx(fid_between(b, a, spec), rel=1e-9)
+    assert fid_between(a, 1 - a, spec) > 10 * fid_between(a, b, spec)  # inverted digits are far off

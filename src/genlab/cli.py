@@ -142,9 +142,12 @@ def cmd_train(a) -> int:
 
 
 def _load(run_dir, ema=True):
+    """A trained model in eval mode, on the GPU when there is one."""
+    import torch
+
     from .run import load_model
 
-    return load_model(run_dir, ema=ema)
+    return load_model(run_dir, ema=ema, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _split(cfg, split: str):
@@ -160,12 +163,16 @@ def _split(cfg, split: str):
     return prepare(part, cfg.data)
 
 
-def _first_batch(cfg, split: str, n: int):
+def _device(model):
+    return next(model.parameters()).device
+
+
+def _first_batch(cfg, split: str, n: int, device):
     """The first n images of a split (and labels) through the run's batch-time transforms."""
     from .data import Batches, Pipeline
 
     data = _split(cfg, split).subset(n)
-    return next(Batches(data, Pipeline(cfg.data), n, shuffle=False, drop_last=False).epoch(0))
+    return next(Batches(data, Pipeline(cfg.data), n, shuffle=False, drop_last=False, device=device).epoch(0))
 
 
 def _save(images, cfg, path, nrow: int | None = None) -> Path:
@@ -182,7 +189,7 @@ def cmd_sample(a) -> int:
     if not hasattr(model, "sample"):
         raise UserError(f"model '{cfg.model}' cannot sample (it has no prior); try genlab reconstruct")
     with torch.no_grad():
-        images = model.sample(a.n, generator=torch.Generator().manual_seed(a.seed))
+        images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed))
     path = _save(images, cfg, a.output or Path(a.run) / "sample.png")
     print(f"wrote {a.n} samples to {path}")
     return 0
@@ -194,7 +201,7 @@ def cmd_reconstruct(a) -> int:
     model, cfg = _load(a.run)
     if not hasattr(model, "reconstruct"):
         raise UserError(f"model '{cfg.model}' cannot reconstruct images (it has no encoder)")
-    x, y = _first_batch(cfg, a.split, a.n)
+    x, y = _first_batch(cfg, a.split, a.n, _device(model))
     with torch.no_grad():
         r = model.reconstruct(x, y) if getattr(model, "conditional", False) else model.reconstruct(x)
     pairs = torch.stack([x, r], 1).flatten(0, 1)  # original, reconstruction, original, ...
@@ -209,7 +216,7 @@ def cmd_interpolate(a) -> int:
     from .apps.interpolate import interpolate
 
     model, cfg = _load(a.run)
-    x, y = _first_batch(cfg, "test", 2 * a.pairs)
+    x, y = _first_batch(cfg, "test", 2 * a.pairs, _device(model))
     if len(x) < 2:
         raise UserError("interpolation needs at least two images in the test split")
     k = len(x) // 2

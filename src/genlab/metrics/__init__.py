@@ -2,5 +2,6 @@
 from . import likelihood, memorization, modes, reconstruction, sample_quality  # noqa: F401  (registers them)
 from .frechet import frechet_distance, gaussian_stats
 from .registry import METRICS, MetricContext, evaluate, supported
+from .sample_quality import fid_between
 
-__all__ = ["METRICS", "MetricContext", "evaluate", "frechet_distance", "gaussian_stats", "supported"]
+__all__ = ["METRICS", "MetricContext", "evaluate", "fid_between", "frechet_distance", "gaussian_stats", "supported"]

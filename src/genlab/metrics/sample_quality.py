@@ -56,3 +56,11 @@ def pr(ctx: MetricContext) -> dict:
     real, fake = ctx.reference_features()[: ctx.n], ctx.sample_features()
     return {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5),
             "protocol": {**feature_protocol(ctx, len(real)), "k_pr": 3, "k_dc": 5}}
+
+
+def fid_between(a, b, features: str = "domain") -> float:
+    """FID between two image sets (N x C x H x W floats in [0, 1]) under an extractor spec."""
+    from .features import get_extractor
+
+    ext = get_extractor(features)
+    return fid_from_features(ext.features(a), ext.features(b))
