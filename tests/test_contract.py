@@ -1,7 +1,7 @@
 """The model contract, checked for EVERY registered model (plus a few option variants), at tiny sizes.
 
-For each model: one train_step gives finite 0-dim losses including `loss`; gradients reach every trainable
-parameter; a step moves the parameters; a safetensors round trip into a fresh model reproduces every output;
+For each model: one train_step gives finite 0-dim terms (`loss` among them for single-loss models); gradients
+reach every trainable parameter (a step moves each one); a safetensors round trip into a fresh model reproduces every output;
 seeded runs are bit-identical; encode/decode/sample have the promised shapes and range; the conv architecture
 restores odd and even image sizes exactly.
 """
@@ -24,6 +24,7 @@ NUM_CLASSES = 3
 SHAPES = [(1, 8, 8), (1, 12, 12)]  # 12 -> 6 -> 3: an odd side after two halvings
 CONV_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 7, 9)]  # last: odd and non-square
 CONV_REFUSERS = {"contractive_ae"}  # models whose config rejects arch=conv (exact Jacobian is MLP-only)
+EVEN_SIDES_ONLY = {"gan", "dcgan"}  # DCGAN stacks halve the side exactly: odd sides are refused
 # option variants that take different code paths; used only where the model and the fields exist
 VARIANTS = [
     ("vae", {"likelihood": "gaussian"}),  # learned sigma: log_sigma must get gradients too
@@ -111,12 +112,33 @@ def test_train_step_and_gradients(name, extra, shape):
     model.train()
     x, y = batch(shape)
 
-    # gradients of the model's own loss reach every trainable parameter, finite
+    params = trainable(model)
+    assert params, f"{name} has no trainable parameters"
+    if hasattr(model, "losses"):
+        check_loss_gradients(model, x, y, params)
+
+    # one train_step: finite 0-dim scalars ('loss' among them for single-loss models); every parameter
+    # moves, so gradients reached all of them (multi-optimizer models, e.g. GANs, included)
+    before = {n: p.detach().clone() for n, p in params}
+    steppers = steppers_for(model)
+    logs = model.train_step((x, y), steppers, 0)
+    assert logs and ("loss" in logs or not hasattr(model, "losses"))
+    for k, v in logs.items():
+        assert torch.is_tensor(v) and v.dim() == 0, f"{k} is not a 0-dim tensor: {v!r}"
+        assert torch.isfinite(v), f"{k} = {v}"
+    unchanged = [n for n, p in trainable(model) if torch.equal(p.detach(), before[n])]
+    assert not unchanged, f"a step left {unchanged} unchanged"
+    # frozen parameters (e.g. a fixed sigma) must stay as they are
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None
+
+
+def check_loss_gradients(model, x, y, params):
+    """Gradients of the model's own loss reach every trainable parameter, finite."""
     out = model.losses(x, y)
     assert "loss" in out and out["loss"].dim() == 0 and torch.isfinite(out["loss"])
     out["loss"].backward()
-    params = trainable(model)
-    assert params, f"{name} has no trainable parameters"
     missing = [n for n, p in params if p.grad is None]
     assert not missing, f"no gradient reaches {missing}"
     bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
@@ -130,21 +152,6 @@ def test_train_step_and_gradients(name, extra, shape):
         missing = [n for n, p in params if p.grad is None or not (p.grad != 0).any()]
         assert not missing, f"the reconstruction term does not reach {missing}"
         model.zero_grad(set_to_none=True)
-
-    # one train_step: finite 0-dim scalars, 'loss' among them; parameters move
-    before = {n: p.detach().clone() for n, p in params}
-    steppers = steppers_for(model)
-    logs = model.train_step((x, y), steppers, 0)
-    assert "loss" in logs
-    for k, v in logs.items():
-        assert torch.is_tensor(v) and v.dim() == 0, f"{k} is not a 0-dim tensor: {v!r}"
-        assert torch.isfinite(v), f"{k} = {v}"
-    unchanged = [n for n, p in trainable(model) if torch.equal(p.detach(), before[n])]
-    assert not unchanged, f"a step left {unchanged} unchanged"
-    # frozen parameters (e.g. a fixed sigma) must stay as they are
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            assert p.grad is None
 
 
 @pytest.mark.parametrize("name,extra", CASES)
@@ -188,23 +195,30 @@ def test_save_load_round_trip(name, extra, tmp_path):
         assert torch.equal(fresh.state_dict()[k], v), k
     a = labels_args(model, y)
     with torch.no_grad():
-        if hasattr(model, "encode"):
-            z = model.encode(x, *a)
-            assert torch.equal(z, fresh.encode(x, *a))
-            assert torch.equal(model.decode(z, *a), fresh.decode(z, *a))
-        for fn in ("reconstruct", "features", "logits"):
-            if hasattr(model, fn):
-                assert torch.equal(getattr(model, fn)(x, *a), getattr(fresh, fn)(x, *a)), fn
+        mine, theirs = outputs(model, x, a), outputs(fresh, x, a)
+        assert mine.keys() == theirs.keys() and mine, f"{name} shows no capability to compare"
+        for k in mine:
+            assert torch.equal(mine[k], theirs[k]), k
         if hasattr(model, "sample"):
-            s1 = model.sample(5, generator=torch.Generator().manual_seed(7))
-            s2 = fresh.sample(5, generator=torch.Generator().manual_seed(7))
-            assert torch.equal(s1, s2)
             s3 = model.sample(5, generator=torch.Generator().manual_seed(8))
-            assert not torch.equal(s1, s3), "sample ignores its generator"
+            assert not torch.equal(mine["sample"], s3), "sample ignores its generator"
         # a model differing only in its initialisation must give other outputs (the check has power)
-        other = build(name, extra, shape, seed=1).eval()
-        fn = "reconstruct" if hasattr(model, "reconstruct") else "logits"
-        assert not torch.equal(getattr(other, fn)(x, *a), getattr(model, fn)(x, *a))
+        other = outputs(build(name, extra, shape, seed=1).eval(), x, a)
+        assert any(not torch.equal(other[k], mine[k]) for k in mine)
+
+
+def outputs(model, x, a) -> dict[str, torch.Tensor]:
+    """Every deterministic output the model's capabilities give (sampling with a fixed generator)."""
+    out = {}
+    if hasattr(model, "encode"):
+        out["encode"] = model.encode(x, *a)
+        out["decode"] = model.decode(out["encode"], *a)
+    for fn in ("reconstruct", "features", "logits", "critic"):
+        if hasattr(model, fn):
+            out[fn] = getattr(model, fn)(x, *a)
+    if hasattr(model, "sample"):
+        out["sample"] = model.sample(5, generator=torch.Generator().manual_seed(7))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- capabilities
@@ -221,14 +235,18 @@ def test_capabilities(name, extra, shape):
             p = model.probs(x)
             assert p.shape == (3, NUM_CLASSES) and torch.allclose(p.sum(1), torch.ones(3))
             return
-        z = model.encode(x, *a)
-        assert z.shape == (3, cfg.latent_dim)
-        r = model.decode(z, *a)
-        assert r.shape == x.shape
-        assert torch.equal(model.reconstruct(x, *a), r)
         linear = name == "linear_ae"  # a linear decoder has no output link: no range to check
-        if not linear:
-            assert r.min() >= 0 and r.max() <= 1
+        if hasattr(model, "encode"):
+            z = model.encode(x, *a)
+            assert z.shape == (3, cfg.latent_dim)
+            r = model.decode(z, *a)
+            assert r.shape == x.shape
+            assert torch.equal(model.reconstruct(x, *a), r)
+            if not linear:
+                assert r.min() >= 0 and r.max() <= 1
+        elif hasattr(model, "decode"):  # generators: decode maps prior codes to images
+            r = model.decode(torch.randn(3, cfg.latent_dim))
+            assert r.shape == x.shape and r.min() >= 0 and r.max() <= 1
         if hasattr(model, "sample"):
             s = model.sample(6, generator=torch.Generator().manual_seed(0))
             assert s.shape == (6, *shape)
@@ -284,19 +302,26 @@ def test_conv_arch_restores_shape(name, shape):
     cfg = conv_cfg(name)
     cfg.validate()
     torch.manual_seed(0)
+    if name in EVEN_SIDES_ONLY and (shape[1] % 2 or shape[2] % 2):
+        with pytest.raises(UserError, match="even image side"):
+            registry.build(name, cfg, info_for(shape))
+        return
     model = registry.build(name, cfg, info_for(shape))
     assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
     x, y = batch(shape, n=2)
     a = labels_args(model, y)
-    out = model.losses(x, y)
-    assert torch.isfinite(out["loss"])
-    out["loss"].backward()
-    assert all(p.grad is not None for _, p in trainable(model))
+    if hasattr(model, "losses"):
+        out = model.losses(x, y)
+        assert torch.isfinite(out["loss"])
+        out["loss"].backward()
+        assert all(p.grad is not None for _, p in trainable(model))
+    else:
+        before = [p.detach().clone() for _, p in trainable(model)]
+        model.train_step((x, y), steppers_for(model), 0)
+        assert all(not torch.equal(b, p) for b, (_, p) in zip(before, trainable(model)))
     with torch.no_grad():
-        z = model.encode(x, *a)
-        assert z.shape == (2, cfg.latent_dim)
-        r = model.decode(z, *a)
+        r = model.decode(model.encode(x, *a), *a) if hasattr(model, "encode") else model.sample(2)
         assert r.shape == x.shape
         assert r.min() >= 0 and r.max() <= 1
 

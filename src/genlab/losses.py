@@ -39,3 +39,52 @@ def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def output_link(range_: str):
     """The output non-linearity that maps a decoder's pre-activation into the data range."""
     return torch.sigmoid if range_ == "01" else torch.tanh
+
+
+# ---------------------------------------------------------------- adversarial (logits / critic values, B -> scalar)
+ADVERSARIAL = ("minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge")
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's (critic's) loss on real and fake outputs.
+
+    minimax, nonsaturating: -log D(x) - log(1 - D(G(z))),  D = sigmoid(logit)   (Goodfellow et al. 2014)
+    wgan, wgan-gp:          E f(G(z)) - E f(x)                                    (Arjovsky et al. 2017)
+    lsgan:                  1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2                      (Mao et al. 2017)
+    hinge:                  max(0, 1 - D(x)) + max(0, 1 + D(G(z)))                 (Lim & Ye 2017)
+    """
+    if kind in ("minimax", "nonsaturating"):
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind in ("wgan", "wgan-gp"):
+        return fake.mean() - real.mean()
+    if kind == "lsgan":
+        return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ValueError(kind)
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss on the discriminator's outputs for its samples.
+
+    minimax:        log(1 - D(G(z)))  = -softplus(logit)   (saturates: no gradient when D rejects fakes)
+    nonsaturating:  -log D(G(z))      =  softplus(-logit)  (the same fixed point, strong early gradients)
+    wgan, wgan-gp, hinge: -E f(G(z))    lsgan: 1/2 (D(G(z)) - 1)^2
+    """
+    if kind == "minimax":
+        return -F.softplus(fake).mean()
+    if kind == "nonsaturating":
+        return F.softplus(-fake).mean()
+    if kind in ("wgan", "wgan-gp", "hinge"):
+        return -fake.mean()
+    if kind == "lsgan":
+        return 0.5 * (fake - 1).pow(2).mean()
+    raise ValueError(kind)
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E (||grad_x f(x_hat)||_2 - 1)^2 at x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1) per sample (Gulrajani et al. 2017)."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()

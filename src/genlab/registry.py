@@ -13,6 +13,7 @@ class Entry:
     name: str
     model_cls: type
     config_cls: type
+    defaults: dict  # recommended data/train settings, e.g. {"data": {"range": "-11"}}; the user's win
 
     @property
     def summary(self) -> str:
@@ -23,15 +24,19 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, config_cls: type):
-    """Class decorator: make a model buildable by name from its config dataclass."""
+def register(name: str, config_cls: type, defaults: dict | None = None):
+    """Class decorator: make a model buildable by name from its config dataclass.
+
+    `defaults` holds the data and train settings the model's paper uses (a GAN's [-1, 1] range and
+    Adam beta1 = 0.5, say); they sit below everything the user gives.
+    """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config for '{name}' must be a dataclass")
 
     def wrap(model_cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
-        _REGISTRY[name] = Entry(name, model_cls, config_cls)
+        _REGISTRY[name] = Entry(name, model_cls, config_cls, defaults or {})
         model_cls.registry_name = name
         return model_cls
 

@@ -60,7 +60,7 @@ class RunConfig:
 
 def compose(model: str | None = None, config_file: str | None = None, flags: dict | None = None,
             overrides: list[str] | None = None) -> RunConfig:
-    """Defaults < TOML file < command-line flags < --set overrides."""
+    """Defaults < the model's recommended settings < TOML file < command-line flags < --set overrides."""
     d: dict = {}
     if config_file:
         d = read_toml(config_file)
@@ -76,6 +76,9 @@ def compose(model: str | None = None, config_file: str | None = None, flags: dic
         if bad:
             raise UserError(f"--set keys start with model., data. or train., got '{sorted(bad)[0]}'")
         d = merge(d, over)
+    name = (d.get("model") or {}).get("name")
+    if name:
+        d = merge(registry.get(name).defaults, d)
     return RunConfig.from_dict(d)
 
 

@@ -39,3 +39,15 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
 def upscale_for_display(side: int) -> int:
     """A nearest-neighbour factor that makes small images (8x8, 28x28) comfortable to look at."""
     return max(1, 96 // side) if side < 48 else 1
+
+
+def save_animation(frames: list[Path], path: str | Path, ms_per_frame: int = 400) -> Path | None:
+    """An animated GIF of PNG frames (e.g. the per-epoch sample grids), the last frame held longer."""
+    if not frames:
+        return None
+    images = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
+    durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 4]
+    path = Path(path)
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=durations, loop=0))
+    return path

@@ -1,2 +1,2 @@
 """Model families; importing this package registers every model."""
-from . import autoencoders, classifier, vae  # noqa: F401
+from . import autoencoders, classifier, gan, vae  # noqa: F401

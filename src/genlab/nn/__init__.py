@@ -1,4 +1,6 @@
 """Network blocks shared by several model families."""
 from .blocks import Decoder, Encoder, conv_sizes, mlp
+from .dcgan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, downsampling_plan
 
-__all__ = ["Decoder", "Encoder", "conv_sizes", "mlp"]
+__all__ = ["DCDiscriminator", "DCGenerator", "Decoder", "Encoder", "MLPDiscriminator", "MLPGenerator", "conv_sizes",
+           "downsampling_plan", "mlp"]

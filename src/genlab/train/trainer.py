@@ -36,7 +36,8 @@ from .optim import OptimConfig, Stepper, lr_factor
 
 AMP = ("off", "bf16", "fp16")
 # train settings a resumed run may change; any other difference means a different run
-RESUMABLE_CHANGES = {"epochs", "max_steps", "log_every", "ckpt_every", "samples", "device"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "log_every", "ckpt_every", "samples", "device", "monitor_modes"}
+MONITOR_SAMPLES = 1000
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainConfig(OptimConfig):
     samples: int = 64  # images in the per-epoch grid; 0 = none
     eval_test: bool = True  # per-epoch test-set losses for models that define `losses`
     eval_images: int = 10000  # at most this many test images for the per-epoch losses
+    monitor_modes: bool = False  # per epoch: class coverage of 1000 samples under a domain classifier
+    monitor_classifier: str = "domain"  # domain (shipped MNIST) | domain:DIR
 
     def validate(self) -> None:
         super().validate()
@@ -205,16 +208,56 @@ class Trainer:
         ckpt.commit(self.out, files)
 
     # ---------------------------------------------------------------- logging
-    def _log(self, event: str, values: dict[str, float]) -> None:
+    def _log(self, event: str, values: dict) -> None:
+        """One line of metrics.jsonl (numbers, or a text 'message') and the TensorBoard scalars."""
         if not self.dist.main:
             return
+        nums = {k: float(v) for k, v in values.items() if not isinstance(v, (str, list))}
         rec = {"event": event, "step": self.step, "epoch": self.step / self.steps_per_epoch,
-               "time_s": round(self.time_s, 3), **{k: float(v) for k, v in values.items()}}
+               "time_s": round(self.time_s, 3), **values, **nums}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         if self.tb is not None:
-            for k, v in values.items():
+            for k, v in nums.items():
                 self.tb.add_scalar(f"{event}/{k}", v, self.step)
+
+    def warn(self, message: str) -> None:
+        """Report a training-health warning once: on the terminal and in metrics.jsonl."""
+        if message in self.warned or not self.dist.main:
+            return
+        self.warned.add(message)
+        tqdm.write(f"genlab: warning at step {self.step}: {message}", file=sys.stderr)
+        self._log("warning", {"message": message})
+
+    @torch.no_grad()
+    def monitor_modes(self) -> None:
+        """Class coverage of fresh samples under a domain classifier; warns on mode collapse."""
+        if not (self.cfg.monitor_modes and self.dist.main and hasattr(self.model, "sample")):
+            return
+        from ..metrics.features import get_extractor
+        from ..metrics.modes import class_distribution, mode_coverage
+
+        try:
+            clf = get_extractor(self.cfg.monitor_classifier, self.device)
+            clf.check_shape(self.info.shape)
+        except UserError as e:
+            self.warn(f"mode monitoring is off: {e}")
+            return
+        model = self.ema.model if self.ema else self.model
+        was_training = model.training
+        model.eval()
+        g = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
+        images = to_unit(model.sample(MONITOR_SAMPLES, generator=g).float(), self.info)
+        model.train(was_training)
+        probs = clf.probs(images)
+        labels = self.loader.data.labels
+        k = probs.shape[1]
+        data = class_distribution(labels, k) if labels is not None else torch.full((k,), 1 / k, dtype=torch.float64)
+        cov = mode_coverage(probs.argmax(1).cpu(), data)
+        self._log("modes", {k_: v for k_, v in cov.items()})
+        if cov["classes_covered"] <= k // 2 or cov["max_class_share"] > 0.5:
+            self.warn(f"possible mode collapse: samples cover {cov['classes_covered']}/{k} classes, the largest "
+                      f"takes {cov['max_class_share']:.0%} (KL(data || samples) = {cov['kl_data_to_samples']:.2f})")
 
     @torch.no_grad()
     def preview(self, epoch: int) -> Path | None:
@@ -236,11 +279,12 @@ class Trainer:
         else:
             return None
         model.train(was_training)
-        from ..viz import save_grid, upscale_for_display
+        from ..viz import save_animation, save_grid, upscale_for_display
 
         images = to_unit(images.float(), self.info)
         path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png",
                          scale=upscale_for_display(self.info.height))
+        save_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples" / "progress.gif")
         if self.tb is not None:
             from ..viz import grid
 
@@ -269,6 +313,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg, main = self.cfg, self.dist.main
         self.tb = None
+        self.warned: set[str] = set()
         if main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -320,11 +365,15 @@ class Trainer:
                         self._log("train", means)
                         bar.set_postfix(loss=f"{means.get('loss', next(iter(means.values()))):.4g}",
                                         img_s=f"{means['img_per_s']:.0f}")
+                        message = self.model.health() if hasattr(self.model, "health") else None
+                        if message:
+                            self.warn(message)
                         acc, acc_n, t_log, imgs_log = None, 0, now, 0
                     if self.step % cfg.ckpt_every == 0 and b < self.steps_per_epoch:
                         self.save()
-                if b == self.steps_per_epoch:  # epoch end: grid, test losses, checkpoint
+                if b == self.steps_per_epoch:  # epoch end: grid, mode coverage, test losses, checkpoint
                     self.preview(epoch + 1)
+                    self.monitor_modes()
                     test = self.evaluate_test()
                     if test:
                         self._log("test", test)

@@ -1,0 +1,175 @@
+"""Generative adversarial networks: the original minimax game (Goodfellow et al. 2014) with MLPs, and DCGAN
+(Radford et al. 2016) with the WGAN, WGAN-GP, LSGAN and hinge losses, spectral normalisation and two
+time-scale learning rates.
+
+    min_G max_D  E_x log D(x) + E_z log(1 - D(G(z)))
+
+The discriminator (critic) takes one step per batch; the generator one every `n_critic` batches, so
+k = n_critic discriminator steps precede each generator step, each on fresh data. The loss formulas
+are in `genlab.losses` (d_loss, g_loss, gradient_penalty).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import check_choice, check_positive
+from ..errors import UserError
+from ..losses import ADVERSARIAL, d_loss, g_loss, gradient_penalty, output_link
+from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
+from ..registry import register
+from ..train.optim import make_optimizer
+
+SIGMOID_LOSSES = ("minimax", "nonsaturating")
+GAN_DEFAULTS = {"data": {"range": "-11"}, "train": {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "monitor_modes": True}}
+
+
+@dataclass
+class GANConfig:
+    arch: str = "mlp"  # mlp | conv
+    latent_dim: int = 64
+    hidden: tuple[int, ...] = (256, 512)  # MLP generator widths; the discriminator uses them reversed
+    width: int = 64  # conv: channels at full resolution, doubling with depth
+    loss: str = "nonsaturating"  # minimax | nonsaturating | wgan | wgan-gp | lsgan | hinge
+    n_critic: int = 1  # discriminator steps per generator step
+    clip: float = 0.01  # wgan: critic weights clipped to [-clip, clip]
+    gp_weight: float = 10.0  # wgan-gp: lambda
+    norm: str = "auto"  # discriminator normalisation: auto (batch; layer for wgan-gp; none with sn) | batch | layer | none
+    spectral_norm: bool = False
+    lr_g: float = 0.0  # two time-scale rates; 0 = train.lr
+    lr_d: float = 0.0
+
+    def validate(self) -> None:
+        check_choice("model.arch", self.arch, ("mlp", "conv"))
+        check_choice("model.loss", self.loss, ADVERSARIAL)
+        check_choice("model.norm", self.norm, ("auto", "batch", "layer", "none"))
+        check_positive("model.latent_dim", self.latent_dim)
+        check_positive("model.n_critic", self.n_critic)
+        for name in ("clip", "gp_weight", "lr_g", "lr_d"):
+            check_positive(f"model.{name}", getattr(self, name), allow_zero=True)
+        if self.norm == "batch" and self.loss == "wgan-gp":
+            raise UserError("wgan-gp penalises per-sample gradients, which batch norm mixes: use model.norm=layer or none")
+
+
+@register("gan", GANConfig, GAN_DEFAULTS)
+class GAN(nn.Module):
+    """The original GAN: MLP generator and discriminator, minimax or non-saturating loss, k D steps per G step."""
+
+    def __init__(self, cfg: GANConfig, info):
+        super().__init__()
+        self.cfg, self.info = cfg, info
+        self.G, self.D = self.build_networks(cfg, info)
+        self.d_out = self.D.head(1)  # features -> logit (critic value)
+        self.link = output_link(info.range)
+        self.register_buffer("last_g_loss", torch.zeros(()), persistent=False)
+        self._d_wins = 0  # consecutive steps the discriminator won outright
+
+    def d_norm(self) -> str:
+        if self.cfg.norm != "auto":
+            return self.cfg.norm
+        if self.cfg.spectral_norm:
+            return "none"
+        return "layer" if self.cfg.loss == "wgan-gp" else "batch"
+
+    def build_networks(self, cfg, info) -> tuple[nn.Module, nn.Module]:
+        if cfg.arch == "conv":
+            return (DCGenerator(info.shape, cfg.latent_dim, cfg.width),
+                    DCDiscriminator(info.shape, cfg.width, self.d_norm(), cfg.spectral_norm))
+        return (MLPGenerator(info.shape, cfg.latent_dim, cfg.hidden),
+                MLPDiscriminator(info.shape, tuple(reversed(cfg.hidden)), cfg.spectral_norm))
+
+    # ------------------------------------------------------------ capabilities
+    def critic(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logit (or critic value) per image; B x C x H x W -> B."""
+        return self.d_out(self.D(x)).squeeze(1)
+
+    def prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.cfg.latent_dim, generator=generator, device=next(self.G.parameters()).device)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) in the data range; z: B x latent_dim."""
+        return self.link(self.G(z))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self.prior(n, generator))
+
+    # ------------------------------------------------------------ training
+    def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
+        d_params = [*self.D.parameters(), *self.d_out.parameters()]
+        return {"d": make_optimizer(d_params, cfg, self.cfg.lr_d or None),
+                "g": make_optimizer(self.G.parameters(), cfg, self.cfg.lr_g or None)}
+
+    def discriminator_step(self, x, opt) -> dict[str, torch.Tensor]:
+        kind = self.cfg.loss
+        with torch.no_grad():
+            fake = self.link(self.G(self.prior(len(x))))
+        real_out, fake_out = self.critic(x), self.critic(fake)
+        loss = d_loss(kind, real_out, fake_out)
+        terms = {}
+        if kind == "wgan-gp":
+            gp = gradient_penalty(self.critic, x, fake)
+            loss = loss + self.cfg.gp_weight * gp
+            terms["gp"] = gp.detach()
+        opt.step(loss)
+        if kind == "wgan":  # Lipschitz by weight clipping: every critic weight in [-c, c]
+            with torch.no_grad():
+                for p in opt.params:
+                    p.clamp_(-self.cfg.clip, self.cfg.clip)
+        return {"loss_d": loss.detach(), **self.d_outputs(real_out, fake_out), **terms}
+
+    def d_outputs(self, real_out, fake_out) -> dict[str, torch.Tensor]:
+        """D(x) and D(G(z)): probabilities for the sigmoid losses, raw critic values otherwise."""
+        if self.cfg.loss in SIGMOID_LOSSES:
+            real_out, fake_out = torch.sigmoid(real_out), torch.sigmoid(fake_out)
+        return {"d_real": real_out.detach().mean(), "d_fake": fake_out.detach().mean()}
+
+    def generator_step(self, n: int, opt) -> torch.Tensor:
+        self.D.requires_grad_(False)  # no gradient work for D's parameters during G's step
+        self.d_out.requires_grad_(False)
+        loss = g_loss(self.cfg.loss, self.critic(self.link(self.G(self.prior(n)))))
+        opt.step(loss)
+        self.D.requires_grad_(True)
+        self.d_out.requires_grad_(True)
+        return loss.detach()
+
+    def train_step(self, batch, opts, step: int) -> dict[str, torch.Tensor]:
+        x, _ = batch
+        terms = self.discriminator_step(x, opts["d"])
+        if step % self.cfg.n_critic == 0:
+            self.last_g_loss = self.generator_step(len(x), opts["g"])
+        terms["loss_g"] = self.last_g_loss
+        terms["grad_norm_d"] = grad_norm(opts["d"].params)
+        terms["grad_norm_g"] = grad_norm(opts["g"].params)
+        self._track_health(terms)
+        return terms
+
+    def _track_health(self, terms) -> None:
+        won = self.cfg.loss in SIGMOID_LOSSES and terms["d_real"] > 0.99 and terms["d_fake"] < 0.01
+        self._d_wins = self._d_wins + 1 if won else 0
+
+    def health(self) -> str | None:
+        """A warning for the trainer to report, or None."""
+        if self._d_wins >= 500:
+            return (f"the discriminator has won outright for {self._d_wins} steps (D(x) > 0.99, D(G(z)) < 0.01): "
+                    f"the generator gets no signal; try loss=nonsaturating, a lower train.lr or model.lr_d")
+        return None
+
+
+def grad_norm(params) -> torch.Tensor:
+    """The global L2 norm of the parameters' current gradients (0 when none has one yet)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+        else torch.zeros(())
+
+
+@dataclass
+class DCGANConfig(GANConfig):
+    arch: str = "conv"
+    latent_dim: int = 100
+
+
+@register("dcgan", DCGANConfig, GAN_DEFAULTS)
+class DCGAN(GAN):
+    """DCGAN: strided and transposed convolutions, batch norm, ReLU/Tanh generator, LeakyReLU discriminator; any GAN loss."""

@@ -1,0 +1,113 @@
+"""Adversarial losses and training mechanics: gradient penalty, weight clipping, saturation, k critic steps."""
+import pytest
+import torch
+
+from genlab import registry
+from genlab.data import DataInfo
+from genlab.losses import d_loss, g_loss, gradient_penalty
+from genlab.train.optim import OptimConfig, Stepper
+
+
+def test_gradient_penalty_matches_hand_computation():
+    torch.manual_seed(0)
+    real, fake = torch.randn(5, 3), torch.randn(5, 3)
+    w = torch.tensor([3.0, 4.0, 0.0])
+    # linear critic f(x) = w.x: its gradient is w everywhere, so GP = (|w| - 1)^2 = 16
+    assert float(gradient_penalty(lambda x: x @ w, real, fake)) == pytest.approx(16.0)
+    # quadratic critic f(x) = |x|^2 / 2: the gradient at x_hat is x_hat itself
+    torch.manual_seed(1)
+    gp = gradient_penalty(lambda x: 0.5 * x.pow(2).sum(1), real, fake)
+    torch.manual_seed(1)
+    eps = torch.rand(5, 1)
+    x_hat = eps * real + (1 - eps) * fake
+    assert float(gp.detach()) == pytest.approx(float((x_hat.norm(dim=1) - 1).pow(2).mean()), rel=1e-6)
+
+
+def test_gradient_penalty_is_differentiable_in_the_critic():
+    w = torch.tensor([0.5, 0.5], requires_grad=True)
+    gp = gradient_penalty(lambda x: x @ w, torch.randn(4, 2), torch.randn(4, 2))
+    gp.backward()
+    # d/dw (|w| - 1)^2 = 2 (|w| - 1) w / |w|
+    expected = 2 * (w.norm() - 1) * w / w.norm()
+    assert torch.allclose(w.grad, expected.detach())
+
+
+def test_minimax_saturates_where_nonsaturating_does_not():
+    # D(G(z)) = sigmoid(logit) near 0: the discriminator confidently rejects the samples
+    logit = torch.tensor([-8.0], requires_grad=True)
+    (g_mm,) = torch.autograd.grad(g_loss("minimax", logit), logit)
+    (g_ns,) = torch.autograd.grad(g_loss("nonsaturating", logit), logit)
+    p = torch.sigmoid(torch.tensor(-8.0))
+    assert float(g_mm) == pytest.approx(-float(p), rel=1e-5)  # d/dl log(1 - s(l)) = -s(l): vanishes
+    assert float(g_ns) == pytest.approx(-(1 - float(p)), rel=1e-5)  # d/dl -log s(l) = -(1 - s(l)): about -1
+    assert abs(float(g_ns)) > 1000 * abs(float(g_mm))
+    # and both share the fixed point: at D = 1/2 the two losses' gradients have the same sign
+    half = torch.tensor([0.0], requires_grad=True)
+    assert float(torch.autograd.grad(g_loss("minimax", half), half)[0]) < 0
+    assert float(torch.autograd.grad(g_loss("nonsaturating", half), half)[0]) < 0
+
+
+@pytest.mark.parametrize("kind, real, fake, expected", [
+    ("nonsaturating", 0.0, 0.0, 2 * 0.6931471805599453),  # -log(1/2) - log(1/2)
+    ("wgan", 2.0, -1.0, -3.0),
+    ("lsgan", 1.0, 0.0, 0.0),
+    ("hinge", 0.5, -0.5, 1.0),
+])
+def test_discriminator_losses_hand_computed(kind, real, fake, expected):
+    assert float(d_loss(kind, torch.tensor([real]), torch.tensor([fake]))) == pytest.approx(expected)
+
+
+def _gan(name="dcgan", **cfg):
+    info = DataInfo(1, 8, 8, range="-11")
+    torch.manual_seed(0)
+    config = registry.get(name).config_cls(**{"width": 8, "latent_dim": 4, "hidden": (16,), **cfg})
+    model = registry.build(name, config, info)
+    opts = {k: Stepper(o) for k, o in model.configure_optimizers(OptimConfig(lr=5e-2)).items()}
+    return model, opts
+
+
+def test_weight_clipping_keeps_every_critic_weight_in_range():
+    model, opts = _gan(loss="wgan", clip=0.01, norm="none")
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    for step in range(3):
+        model.train_step((x, None), opts, step)
+    for p in opts["d"].params:
+        assert p.abs().max() <= 0.01 + 1e-7
+    assert any(p.abs().max() > 0.01 for p in opts["g"].params)  # the generator is not clipped
+
+
+def test_generator_steps_every_n_critic_steps():
+    model, opts = _gan(n_critic=3)
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    g_before = [p.clone() for p in opts["g"].params]
+    changed = []
+    for step in range(6):
+        model.train_step((x, None), opts, step)
+        now = [p.clone() for p in opts["g"].params]
+        changed.append(any(not torch.equal(a, b) for a, b in zip(g_before, now)))
+        g_before = now
+    assert changed == [True, False, False, True, False, False]
+
+
+def test_generator_step_leaves_discriminator_gradients_alone():
+    model, opts = _gan()
+    for p in opts["d"].params:
+        p.grad = None
+    model.generator_step(4, opts["g"])
+    assert all(p.grad is None for p in opts["d"].params)
+    assert all(p.requires_grad for p in opts["d"].params)
+
+
+def test_wgan_gp_refuses_batch_norm():
+    from genlab.errors import UserError
+
+    with pytest.raises(UserError, match="batch norm"):
+        registry.get("dcgan").config_cls(loss="wgan-gp", norm="batch").validate()
+
+
+@pytest.mark.parametrize("loss", ["minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge"])
+def test_every_loss_trains_a_step_with_finite_terms(loss):
+    model, opts = _gan(loss=loss, spectral_norm=loss == "hinge")
+    terms = model.train_step((torch.rand(4, 1, 8, 8) * 2 - 1, None), opts, 0)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert ("gp" in terms) == (loss == "wgan-gp")
