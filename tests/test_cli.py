@@ -117,3 +117,16 @@ def test_console_script_reports_without_traceback():
     res = subprocess.run([*exe, "train", "nosuchmodel", "--data", "digits", "--out", "/tmp/x"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "unknown model" in res.stderr
+
+
+def test_generator_commands(tmp_path, capsys):
+    assert main(["train", "dcgan", "--data", "digits", "--limit", "128", "--epochs", "2", "--batch-size", "32",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "samples" / "progress.gif").is_file()
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["data"]["range"] == "-11" and cfg["train"]["beta1"] == 0.5  # the model's paper defaults
+    code, out, _ = run_cli(capsys, "interpolate", tmp_path, "--pairs", "3", "--steps", "4", "--mode", "slerp")
+    assert code == 0 and "between noise vectors" in out
+    assert run_cli(capsys, "sample", tmp_path, "-n", "4")[0] == 0
+    code, _, err = run_cli(capsys, "reconstruct", tmp_path)
+    assert code == 2 and "cannot reconstruct" in err

@@ -216,14 +216,23 @@ def cmd_interpolate(a) -> int:
     from .apps.interpolate import interpolate
 
     model, cfg = _load(a.run)
-    x, y = _first_batch(cfg, "test", 2 * a.pairs, _device(model))
-    if len(x) < 2:
-        raise UserError("interpolation needs at least two images in the test split")
-    k = len(x) // 2
     torch.manual_seed(a.seed)
-    strips = interpolate(model, x[:k], x[k : 2 * k], a.steps, a.mode, None if y is None else y[:k])
+    if hasattr(model, "encode"):  # between two test images' codes
+        x, y = _first_batch(cfg, "test", 2 * a.pairs, _device(model))
+        if len(x) < 2:
+            raise UserError("interpolation needs at least two images in the test split")
+        k = len(x) // 2
+        strips = interpolate(model, x[:k], x[k : 2 * k], a.steps, a.mode, None if y is None else y[:k])
+        what = "test images' codes"
+    elif hasattr(model, "prior"):  # a generator without an encoder: between two noise vectors
+        g = torch.Generator(_device(model)).manual_seed(a.seed)
+        k = a.pairs
+        strips = interpolate(model, model.prior(k, g), model.prior(k, g), a.steps, a.mode)
+        what = "noise vectors"
+    else:
+        raise UserError(f"model '{cfg.model}' has no latent space to interpolate in")
     path = _save(strips.flatten(0, 1), cfg, a.output or Path(a.run) / "interpolation.png", nrow=a.steps)
-    print(f"wrote {k} interpolation strips of {a.steps} steps ({a.mode}) to {path}")
+    print(f"wrote {k} interpolation strips of {a.steps} steps ({a.mode}) between {what} to {path}")
     return 0
 
 

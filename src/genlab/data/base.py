@@ -77,6 +77,7 @@ class DataInfo:
     num_classes: int = 0
     range: str = "01"  # "01" -> [0, 1], "-11" -> [-1, 1]
     binarized: str = "none"  # none | dynamic | static
+    num_train: int = 0  # training images (models with one parameter per image, e.g. GLO, need it)
 
     @property
     def shape(self) -> tuple[int, int, int]:

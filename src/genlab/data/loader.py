@@ -51,12 +51,13 @@ class Batches:
             perm = torch.arange(n)
         return perm[self.rank : self.per_rank * self.world : self.world]
 
-    def batch(self, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Batch b of an epoch whose order is `order`: (x float B x C x H x W, y int64 B or None)."""
+    def batch(self, order: torch.Tensor, b: int, with_index: bool = False) -> tuple:
+        """Batch b of an epoch whose order is `order`: (x float B x C x H x W, y int64 B or None),
+        plus the images' indices in the dataset (int64 B) when `with_index`."""
         sel = order[b * self.batch_size : (b + 1) * self.batch_size]
         x = self.pipeline(self.data.images[sel].to(self.device, non_blocking=True))
         y = None if self.data.labels is None else self.data.labels[sel].to(self.device, non_blocking=True)
-        return x, y
+        return (x, y, sel.to(self.device)) if with_index else (x, y)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Yield the batches start.. of `epoch`."""

@@ -2,6 +2,7 @@
 
     opts = model.configure_optimizers(cfg)          # {name: torch optimizer}
     terms = model.train_step((x, y), steppers, step) # does its own backward and steps; {name: scalar tensor}
+                                                     # ((x, y, index) for models with needs_indices = True)
     optional: model.sample(n, generator=g), model.reconstruct(x), model.losses(x, y)
 
 It moves batches, seeds every step, logs, draws a fixed-noise grid per epoch, checkpoints atomically,
@@ -324,6 +325,7 @@ class Trainer:
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16) \
             if cfg.amp != "off" else nullcontext()
         check_every = 1 if self.device.type == "cpu" else cfg.log_every
+        with_index = getattr(self.model, "needs_indices", False)  # e.g. GLO: one latent per training image
         acc, acc_n, names = None, 0, None
         t0, t_log, imgs_log = time.perf_counter(), time.perf_counter(), 0
         time_base = self.time_s
@@ -334,14 +336,15 @@ class Trainer:
                 order = self.loader.order(epoch)
                 while b < self.steps_per_epoch and self.step < self.total:
                     torch.manual_seed(step_seed(cfg.seed, self.dist.rank, self.step))
-                    x, y = self.loader.batch(order, b)
+                    batch = self.loader.batch(order, b, with_index)
+                    x = batch[0]
                     if cfg.channels_last and self.device.type == "cuda":
-                        x = x.contiguous(memory_format=torch.channels_last)
+                        batch = (x.contiguous(memory_format=torch.channels_last), *batch[1:])
                     f = lr_factor(cfg, self.step, self.total)
                     for s in self.steppers.values():
                         s.set_lr_factor(f)
                     with amp:
-                        terms = self.model.train_step((x, y), self.steppers, self.step)
+                        terms = self.model.train_step(batch, self.steppers, self.step)
                     if self.dist.world > 1:
                         ddp.sync_buffers(self.model)
                     if self.ema:
