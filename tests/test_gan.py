@@ -111,3 +111,19 @@ def test_every_loss_trains_a_step_with_finite_terms(loss):
     terms = model.train_step((torch.rand(4, 1, 8, 8) * 2 - 1, None), opts, 0)
     assert all(torch.isfinite(v) for v in terms.values())
     assert ("gp" in terms) == (loss == "wgan-gp")
+
+
+def test_health_warns_after_the_discriminator_wins_for_500_steps():
+    model, _ = _gan()
+    won = {"d_real": torch.tensor(0.999), "d_fake": torch.tensor(0.001)}
+    for _ in range(499):
+        model._track_health(won)
+    assert model.health() is None
+    model._track_health(won)
+    assert "won outright for 500 steps" in model.health()
+    model._track_health({"d_real": torch.tensor(0.7), "d_fake": torch.tensor(0.3)})
+    assert model.health() is None  # the count restarts once the generator gets through
+    critic, _ = _gan(loss="wgan-gp", norm="layer")
+    for _ in range(600):  # critic values are not probabilities: never judged this way
+        critic._track_health({"d_real": torch.tensor(5.0), "d_fake": torch.tensor(-5.0)})
+    assert critic.health() is None

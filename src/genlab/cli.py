@@ -358,7 +358,7 @@ def cmd_info(a) -> int:
                 rec = json.loads(line)
                 last[rec["event"]] = rec
         for ev, rec in last.items():
-            vals = ", ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("event", "step", "epoch", "time_s"))
+            vals = ", ".join(_fmt(k, v) for k, v in rec.items() if k not in ("event", "step", "epoch", "time_s"))
             print(f"{ev:6s} step {rec['step']}: {vals}")
     if (run / "eval.json").exists():
         print(f"eval   {run / 'eval.json'}")

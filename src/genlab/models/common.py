@@ -1,7 +1,11 @@
-"""Pieces of the model contract shared by families trained with one optimizer on one loss."""
+"""Pieces of the model contract shared by several families."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from ..train.optim import make_optimizer
 
@@ -17,3 +21,39 @@ class SingleLoss:
         out = self.losses(x, y)
         opts["main"].step(out["loss"])
         return {k: v.detach() for k, v in out.items()}
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No parameter gradients for `modules` inside the block (gradients still flow through them)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+class DiscriminatorHealth:
+    """Mixin for adversarial models: warn when a sigmoid discriminator has won outright for 500 steps running.
+
+    `_track_health(terms)` reads the logged D(real) and D(fake) probabilities; models whose discriminator
+    outputs are not probabilities (WGAN critics, hinge) set `tracks_d_probs = False`.
+    """
+
+    _d_wins = 0
+    tracks_d_probs = True
+
+    def _track_health(self, terms: dict[str, torch.Tensor]) -> None:
+        won = self.tracks_d_probs and bool(terms["d_real"] > 0.99) and bool(terms["d_fake"] < 0.01)
+        self._d_wins = self._d_wins + 1 if won else 0
+
+    def health(self) -> str | None:
+        if self._d_wins >= 500:
+            return (f"the discriminator has won outright for {self._d_wins} steps (D(real) > 0.99, D(fake) < 0.01): "
+                    f"the generator gets no signal; try loss=nonsaturating, a lower train.lr or a lower "
+                    f"discriminator rate")
+        return None

@@ -21,6 +21,7 @@ from ..losses import ADVERSARIAL, d_loss, g_loss, gradient_penalty, output_link
 from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
 from ..registry import register
 from ..train.optim import make_optimizer
+from .common import DiscriminatorHealth, frozen
 
 SIGMOID_LOSSES = ("minimax", "nonsaturating")
 GAN_DEFAULTS = {"data": {"range": "-11"}, "train": {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "monitor_modes": True}}
@@ -54,7 +55,7 @@ class GANConfig:
 
 
 @register("gan", GANConfig, GAN_DEFAULTS)
-class GAN(nn.Module):
+class GAN(DiscriminatorHealth, nn.Module):
     """The original GAN: MLP generator and discriminator, minimax or non-saturating loss, k D steps per G step."""
 
     def __init__(self, cfg: GANConfig, info):
@@ -64,7 +65,7 @@ class GAN(nn.Module):
         self.d_out = self.D.head(1)  # features -> logit (critic value)
         self.link = output_link(info.range)
         self.register_buffer("last_g_loss", torch.zeros(()), persistent=False)
-        self._d_wins = 0  # consecutive steps the discriminator won outright
+        self.tracks_d_probs = cfg.loss in SIGMOID_LOSSES  # D(x), D(G(z)) are probabilities
 
     def d_norm(self) -> str:
         if self.cfg.norm != "auto":
@@ -126,12 +127,9 @@ class GAN(nn.Module):
         return {"d_real": real_out.detach().mean(), "d_fake": fake_out.detach().mean()}
 
     def generator_step(self, n: int, opt) -> torch.Tensor:
-        self.D.requires_grad_(False)  # no gradient work for D's parameters during G's step
-        self.d_out.requires_grad_(False)
-        loss = g_loss(self.cfg.loss, self.critic(self.link(self.G(self.prior(n)))))
-        opt.step(loss)
-        self.D.requires_grad_(True)
-        self.d_out.requires_grad_(True)
+        with frozen(self.D, self.d_out):  # no gradient work for D's parameters during G's step
+            loss = g_loss(self.cfg.loss, self.critic(self.link(self.G(self.prior(n)))))
+            opt.step(loss)
         return loss.detach()
 
     def train_step(self, batch, opts, step: int) -> dict[str, torch.Tensor]:
@@ -145,16 +143,6 @@ class GAN(nn.Module):
         self._track_health(terms)
         return terms
 
-    def _track_health(self, terms) -> None:
-        won = self.cfg.loss in SIGMOID_LOSSES and terms["d_real"] > 0.99 and terms["d_fake"] < 0.01
-        self._d_wins = self._d_wins + 1 if won else 0
-
-    def health(self) -> str | None:
-        """A warning for the trainer to report, or None."""
-        if self._d_wins >= 500:
-            return (f"the discriminator has won outright for {self._d_wins} steps (D(x) > 0.99, D(G(z)) < 0.01): "
-                    f"the generator gets no signal; try loss=nonsaturating, a lower train.lr or model.lr_d")
-        return None
 
 
 def grad_norm(params) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Network blocks shared by several model families."""
 from .blocks import Decoder, Encoder, conv_sizes, mlp
-from .dcgan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, downsampling_plan
+from .dcgan import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, downsampling_plan, even_shape, pad_even
 
 __all__ = ["DCDiscriminator", "DCGenerator", "Decoder", "Encoder", "MLPDiscriminator", "MLPGenerator", "conv_sizes",
-           "downsampling_plan", "mlp"]
+           "downsampling_plan", "even_shape", "mlp", "pad_even"]

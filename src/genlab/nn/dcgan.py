@@ -10,6 +10,7 @@ The side is halved while it stays even and above 4: 28 -> 14 -> 7 (n = 2), 32 ->
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -25,6 +26,18 @@ def downsampling_plan(height: int, width: int) -> tuple[int, int, int]:
         raise UserError(f"the convolutional GAN networks need an even image side above 4 (8, 28, 32, 64, ...), "
                         f"got {height}x{width}; use --set data.pad=2 or data.resize=N, or arch=mlp")
     return h, w, n
+
+
+def even_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(C, H, W) with odd sides rounded up to even: the size the DCGAN stacks run at."""
+    c, h, w = shape
+    return c, h + h % 2, w + w % 2
+
+
+def pad_even(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad odd sides of B x C x H x W images by one pixel (bottom/right); even sides pass unchanged."""
+    ph, pw = x.shape[-2] % 2, x.shape[-1] % 2
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
 def _norm(kind: str, c: int) -> nn.Module:
