@@ -254,3 +254,13 @@ def test_one_epoch_on_digits_from_the_command_line(name, tmp_path, capsys):
                  "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "samples" / "epoch_0001.png").is_file()
+
+
+def test_infogan_code_figures_are_written_by_training_and_sampling(tmp_path, capsys):
+    from genlab.cli import main
+
+    assert main(["train", "infogan", "--data", "digits", "--epochs", "1", "--limit", "64", "--batch-size", "32",
+                 "--set", "model.n_cont=1", "--out", str(tmp_path), "--quiet"]) == 0
+    assert {p.name for p in (tmp_path / "samples").glob("codes_*.png")} == {"codes_cat.png", "codes_cont0.png"}
+    assert main(["sample", str(tmp_path), "-n", "4", "-o", str(tmp_path / "fig" / "s.png")]) == 0
+    assert (tmp_path / "fig" / "codes_cat.png").is_file() and "codes_cont0.png" in capsys.readouterr().out

@@ -192,6 +192,9 @@ def cmd_sample(a) -> int:
         images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed))
     path = _save(images, cfg, a.output or Path(a.run) / "sample.png")
     print(f"wrote {a.n} samples to {path}")
+    if hasattr(model, "figures"):  # the model's own figures (InfoGAN: one grid per latent code)
+        for fig in model.figures(path.parent, generator=torch.Generator(_device(model)).manual_seed(a.seed)):
+            print(f"wrote {fig}")
     return 0
 
 

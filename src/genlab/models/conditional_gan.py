@@ -299,6 +299,14 @@ class InfoGAN(DCGAN):
         x = self.decode(*self.sweep_codes(code, index, steps, rows, generator))
         return x.view(rows, steps, *x.shape[1:])
 
+    def figures(self, out_dir: str | Path, generator: torch.Generator | None = None) -> list[Path]:
+        """The paper's code figures: one grid per code (codes_cat.png, codes_cont0.png, ...)."""
+        out = Path(out_dir)
+        paths = [save_code_sweep(self, out / "codes_cat.png", "cat", generator=generator)] if self.cfg.n_cat else []
+        for j in range(self.cfg.n_cont):
+            paths.append(save_code_sweep(self, out / f"codes_cont{j}.png", "cont", j, generator=generator))
+        return paths
+
     # ------------------------------------------------------------ Q and the mutual-information bound
     def q_params(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q(c | x) from D's features: categorical logits B x n_cat, Gaussian mean and log-std B x n_cont."""

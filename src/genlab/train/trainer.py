@@ -3,7 +3,8 @@
     opts = model.configure_optimizers(cfg)          # {name: torch optimizer}
     terms = model.train_step((x, y), steppers, step) # does its own backward and steps; {name: scalar tensor}
                                                      # ((x, y, index) for models with needs_indices = True)
-    optional: model.sample(n, generator=g), model.reconstruct(x), model.losses(x, y)
+    optional: model.sample(n, generator=g), model.reconstruct(x), model.losses(x, y), model.health(),
+              model.figures(dir, generator=g)
 
 It moves batches, seeds every step, logs, draws a fixed-noise grid per epoch, checkpoints atomically,
 resumes, and runs unchanged under torchrun.
@@ -286,6 +287,8 @@ class Trainer:
         path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png",
                          scale=upscale_for_display(self.info.height))
         save_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples" / "progress.gif")
+        if hasattr(model, "figures"):  # a model's own figures, e.g. InfoGAN's code sweeps
+            model.figures(self.out / "samples", generator=torch.Generator(self.device).manual_seed(self.cfg.seed))
         if self.tb is not None:
             from ..viz import grid
 
@@ -309,6 +312,14 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + float(v) * len(x)
         self.model.train()
         return {k: v / len(data) for k, v in sums.items()}
+
+    def seed_step(self) -> None:
+        """Seed the generators this run draws from for the current step. (torch.manual_seed would also
+        queue a lazy CUDA seeding that records a traceback on every call: a tenth of a millisecond.)"""
+        seed = step_seed(self.cfg.seed, self.dist.rank, self.step)
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> dict:
@@ -335,7 +346,7 @@ class Trainer:
                 epoch, b = divmod(self.step, self.steps_per_epoch)
                 order = self.loader.order(epoch)
                 while b < self.steps_per_epoch and self.step < self.total:
-                    torch.manual_seed(step_seed(cfg.seed, self.dist.rank, self.step))
+                    self.seed_step()
                     batch = self.loader.batch(order, b, with_index)
                     x = batch[0]
                     if cfg.channels_last and self.device.type == "cuda":
