@@ -65,14 +65,14 @@ class Pipeline:
         self.cfg = cfg
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        x = u.float()
         if self.cfg.dequantize:
             # (u + U(0,1)) / 256 lies in bin [u/256, (u+1)/256); float32 rounding can reach the top edge,
             # so cap just below it (the edge itself, 1.0 for u = 255, would make logit(x) infinite)
+            x = u.float()
             top = (x + 1) / 256.0
             x = torch.minimum((x + torch.rand_like(x)) / 256.0, torch.nextafter(top, torch.zeros_like(top)))
         else:
-            x = x / 255.0
+            x = u / 255.0  # uint8 -> float32 in one pass
         if self.cfg.binarize == "dynamic":
             x = torch.bernoulli(x)
         if self.cfg.range == "-11":

@@ -56,7 +56,7 @@ class TrainConfig(OptimConfig):
     ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
     samples: int = 64  # images in the per-epoch grid; 0 = none
     eval_test: bool = True  # per-epoch test-set losses for models that define `losses`
-    eval_images: int = 10000  # at most this many test images for the per-epoch losses
+    eval_images: int = 2000  # test images for the per-epoch losses (a progress signal; genlab eval gives the full figure)
     monitor_modes: bool = False  # per epoch: class coverage of 1000 samples under a domain classifier
     monitor_classifier: str = "domain"  # domain (shipped MNIST) | domain:DIR
 
@@ -190,6 +190,7 @@ class Trainer:
         ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in keep)))
 
     def save(self) -> None:
+        self.time_s = self.time_base + time.perf_counter() - self.t0  # the epoch-end work counts too
         if not self.dist.main:
             return
         tensors, metas = {}, {}
@@ -338,8 +339,9 @@ class Trainer:
         check_every = 1 if self.device.type == "cpu" else cfg.log_every
         with_index = getattr(self.model, "needs_indices", False)  # e.g. GLO: one latent per training image
         acc, acc_n, names = None, 0, None
-        t0, t_log, imgs_log = time.perf_counter(), time.perf_counter(), 0
-        time_base = self.time_s
+        self.t0 = t_log = time.perf_counter()
+        imgs_log = 0
+        self.time_base = self.time_s
         self.model.train()
         try:
             while self.step < self.total:
@@ -370,7 +372,7 @@ class Trainer:
                         raise Diverged(f"training diverged: non-finite {', '.join(bad)} at step {self.step}"
                                        f" (epoch {epoch + 1})")
                     bar.update(1)
-                    self.time_s = time_base + time.perf_counter() - t0
+                    self.time_s = self.time_base + time.perf_counter() - self.t0
                     if self.step % cfg.log_every == 0:
                         now = time.perf_counter()
                         means = dict(zip(names, (acc / acc_n).tolist()))
