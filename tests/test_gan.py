@@ -127,3 +127,24 @@ def test_health_warns_after_the_discriminator_wins_for_500_steps():
     for _ in range(600):  # critic values are not probabilities: never judged this way
         critic._track_health({"d_real": torch.tensor(5.0), "d_fake": torch.tensor(-5.0)})
     assert critic.health() is None
+
+
+ADVERSARIAL_FAMILY = ["gan", "dcgan", "cgan", "acgan", "infogan", "bigan", "vaegan", "glo"]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", ADVERSARIAL_FAMILY)
+def test_adversarial_family_at_28_32_64_pixels(name, shape):
+    info = DataInfo(*shape, num_classes=3, range="-11", num_train=2)
+    fields = registry.get(name).config_cls.__dataclass_fields__
+    small = {k: v for k, v in {"width": 4, "latent_dim": 4, "hidden": (8,)}.items() if k in fields}
+    torch.manual_seed(0)
+    model = registry.build(name, registry.get(name).config_cls(**small), info)
+    opts = {k: Stepper(o) for k, o in model.configure_optimizers(OptimConfig()).items()}
+    x, y = torch.rand(2, *shape) * 2 - 1, torch.tensor([0, 2])
+    batch = (x, y, torch.arange(2)) if getattr(model, "needs_indices", False) else (x, y)
+    terms = model.train_step(batch, opts, 0)
+    assert all(torch.isfinite(v) for v in terms.values())
+    with torch.no_grad():
+        s = model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (2, *shape) and s.min() >= -1 and s.max() <= 1
