@@ -133,6 +133,7 @@ def test_compare_tabulates_runs(runs, capsys, tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["--metrics", "fid"], "needs a model with `sample`"),  # on the AE
     (["--metrics", "pr", "--n", "5000"], "exceeds the 300 images"),
+    (["--metrics", "fid", "--features", "domain"], "takes 1x28x28 images, got 1x8x8"),  # MNIST classifier on digits
     (["--metrics", "fid", "--features", "inception:/no/such.pt"], "do not exist"),
     (["--metrics", "fid", "--features", "vgg"], "unknown feature extractor 'vgg'"),
 ])
@@ -165,3 +166,20 @@ def test_fid_between_image_sets(runs):
     a, b = images[:150], images[150:]
     assert fid_between(a, b, spec) == pytest.approx(fid_between(b, a, spec), rel=1e-9)
     assert fid_between(a, 1 - a, spec) > 10 * fid_between(a, b, spec)  # inverted digits are far off
+
+
+def test_shipped_domain_classifier_meets_its_bar():
+    import json as _json
+
+    from genlab.metrics.features import SHIPPED_CLASSIFIER, get_extractor
+
+    size = (SHIPPED_CLASSIFIER / "model.safetensors").stat().st_size
+    assert size < 2_000_000
+    assert _json.loads((SHIPPED_CLASSIFIER / "provenance.json").read_text())["test_accuracy"] >= 0.993
+    ext = get_extractor("domain")
+    assert ext.shape == (1, 28, 28) and ext.dim == 128
+    from genlab.data import load
+
+    test = load("mnist").test
+    x, y = test.images[:500].float() / 255, test.labels[:500]
+    assert (ext.probs(x).argmax(1) == y).float().mean() >= 0.99  # the weights are the ones measured
