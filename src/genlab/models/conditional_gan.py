@@ -45,7 +45,6 @@ from ..config import check_positive
 from ..errors import UserError
 from ..losses import d_loss, g_loss, gradient_penalty
 from ..registry import register
-from ..train.optim import make_optimizer
 from .common import frozen
 from .gan import DCGAN, GAN_DEFAULTS, DCGANConfig, grad_norm
 
@@ -143,10 +142,8 @@ class CGAN(_Labelled, DCGAN):
         h = self.D(x)
         return self.d_out(h).squeeze(1) + (self.embed(self._need_labels(y)) * h).sum(1)
 
-    def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
-        d_params = [*self.D.parameters(), *self.d_out.parameters(), *self.embed.parameters()]
-        return {"d": make_optimizer(d_params, cfg, self.cfg.lr_d or None),
-                "g": make_optimizer(self.G.parameters(), cfg, self.cfg.lr_g or None)}
+    def d_modules(self) -> list[nn.Module]:
+        return [self.D, self.d_out, self.embed]
 
     def discriminator_step(self, x, y, opt) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -154,7 +151,7 @@ class CGAN(_Labelled, DCGAN):
         return d_update(self, opt, self.critic(x, y), self.critic(fake, y), x, fake, lambda t: self.critic(t, y))
 
     def generator_step(self, y, opt) -> torch.Tensor:
-        with frozen(self.D, self.d_out, self.embed):
+        with frozen(*self.d_modules()):
             loss = g_loss(self.cfg.loss, self.critic(self.decode(self.prior(len(y)), y), y))
             opt.step(loss)
         return loss.detach()
@@ -187,10 +184,8 @@ class ACGAN(_Labelled, DCGAN):
         """The auxiliary classifier's logits; B x C x H x W -> B x K."""
         return self.cls(self.D(x))
 
-    def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
-        d_params = [*self.D.parameters(), *self.d_out.parameters(), *self.cls.parameters()]
-        return {"d": make_optimizer(d_params, cfg, self.cfg.lr_d or None),
-                "g": make_optimizer(self.G.parameters(), cfg, self.cfg.lr_g or None)}
+    def d_modules(self) -> list[nn.Module]:
+        return [self.D, self.d_out, self.cls]
 
     def discriminator_step(self, x, y, opt) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -204,7 +199,7 @@ class ACGAN(_Labelled, DCGAN):
                 "aux_ce_real": ce_real.detach(), "aux_ce_fake": ce_fake.detach()}
 
     def generator_step(self, y, opt) -> torch.Tensor:
-        with frozen(self.D, self.d_out, self.cls):
+        with frozen(*self.d_modules()):
             h = self.D(self.decode(self.prior(len(y)), y))
             ce = F.cross_entropy(self.cls(h), y)
             loss = g_loss(self.cfg.loss, self.d_out(h).squeeze(1)) + self.cfg.aux_weight * ce
@@ -333,10 +328,8 @@ class InfoGAN(DCGAN):
                 "mi_cat": log_cat + math.log(max(cfg.n_cat, 1)), "mi_cont": log_cont + cfg.n_cont * math.log(2)}
 
     # ------------------------------------------------------------ training
-    def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
-        d_params = [*self.D.parameters(), *self.d_out.parameters()]
-        return {"d": make_optimizer(d_params, cfg, self.cfg.lr_d or None),  # the shared body: D's
-                "g": make_optimizer([*self.G.parameters(), *self.q.parameters()], cfg, self.cfg.lr_g or None)}
+    def g_modules(self) -> list[nn.Module]:
+        return [self.G, self.q]  # Q's head moves with G; the body it shares with D is D's
 
     def discriminator_step(self, x, opt) -> dict[str, torch.Tensor]:
         n = len(x)
@@ -352,7 +345,7 @@ class InfoGAN(DCGAN):
 
     def generator_step(self, n: int, opt) -> torch.Tensor:
         z, (cat, cont) = self.prior(n), self.codes(n)
-        with frozen(self.D, self.d_out):
+        with frozen(*self.d_modules()):
             h = self.D(self.decode(z, cat, cont))
             loss = g_loss(self.cfg.loss, self.d_out(h).squeeze(1)) + self.info_terms(h, cat, cont)["loss_info"]
             opt.step(loss)

@@ -97,10 +97,20 @@ class GAN(DiscriminatorHealth, nn.Module):
         return self.decode(self.prior(n, generator))
 
     # ------------------------------------------------------------ training
+    def d_modules(self) -> list[nn.Module]:
+        """What D's optimizer trains: the discriminator body and its heads."""
+        return [self.D, self.d_out]
+
+    def g_modules(self) -> list[nn.Module]:
+        """What G's optimizer trains."""
+        return [self.G]
+
     def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
-        d_params = [*self.D.parameters(), *self.d_out.parameters()]
-        return {"d": make_optimizer(d_params, cfg, self.cfg.lr_d or None),
-                "g": make_optimizer(self.G.parameters(), cfg, self.cfg.lr_g or None)}
+        def params(mods):
+            return [p for m in mods for p in m.parameters()]
+
+        return {"d": make_optimizer(params(self.d_modules()), cfg, self.cfg.lr_d or None),
+                "g": make_optimizer(params(self.g_modules()), cfg, self.cfg.lr_g or None)}
 
     def discriminator_step(self, x, opt) -> dict[str, torch.Tensor]:
         kind = self.cfg.loss
@@ -127,7 +137,7 @@ class GAN(DiscriminatorHealth, nn.Module):
         return {"d_real": real_out.detach().mean(), "d_fake": fake_out.detach().mean()}
 
     def generator_step(self, n: int, opt) -> torch.Tensor:
-        with frozen(self.D, self.d_out):  # no gradient work for D's parameters during G's step
+        with frozen(*self.d_modules()):  # no gradient work for D's parameters during G's step
             loss = g_loss(self.cfg.loss, self.critic(self.link(self.G(self.prior(n)))))
             opt.step(loss)
         return loss.detach()
