@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(GENLAB) sample $(DEMO) -n 64
 	$(GENLAB) reconstruct $(DEMO)
 	$(GENLAB) interpolate $(DEMO)
-	$(GENLAB) eval $(DEMO)
+	$(GENLAB) eval $(DEMO) --n 5000
 	@echo "demo finished: $(DEMO)/ holds sample.png, reconstructions.png, interpolation.png, eval.json,"
 	@echo "samples/ (one grid per epoch), metrics.jsonl and TensorBoard events (tensorboard --logdir $(DEMO))"
 
