@@ -32,7 +32,8 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import d_loss, output_link
-from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, even_shape, pad_even
+from ..nn import (DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape,
+                 pad_even)
 from ..registry import register
 from ..train.optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
@@ -114,8 +115,7 @@ class BiGAN(DiscriminatorHealth, nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) in the data range."""
-        c, h, w = self.info.shape
-        return self.link(self.G(z)[..., :h, :w])
+        return self.link(crop_to(self.G(z), self.info.shape))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """G(E(x))."""

@@ -43,7 +43,7 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import output_link, squared_error
-from ..nn import DCGenerator, even_shape
+from ..nn import DCGenerator, crop_to, even_shape
 from ..registry import register
 from ..train.optim import make_optimizer
 from .common import frozen
@@ -153,8 +153,7 @@ class GLO(nn.Module):
     # ------------------------------------------------------------ capabilities
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) in the data range; z: B x latent_dim (G was trained on unit-norm codes)."""
-        c, h, w = self.info.shape
-        return self.link(self.G(z)[..., :h, :w])
+        return self.link(crop_to(self.G(z), self.info.shape))
 
     def encode(self, x: torch.Tensor, steps: int = 100, lr: float = 0.05,
                generator: torch.Generator | None = None) -> torch.Tensor:

@@ -40,7 +40,8 @@ from torch import nn
 
 from ..config import check_choice, check_positive
 from ..losses import gaussian_kl, output_link, squared_error
-from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, even_shape, pad_even
+from ..nn import (DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape,
+                 pad_even)
 from ..registry import register
 from ..train.optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
@@ -104,8 +105,7 @@ class VAEGAN(DiscriminatorHealth, nn.Module):
         return self.posterior(x)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        c, h, w = self.info.shape
-        return self.link(self.decoder(z)[..., :h, :w])
+        return self.link(crop_to(self.decoder(z), self.info.shape))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -40,6 +40,11 @@ def pad_even(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+def crop_to(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Undo `pad_even` on generated images: keep the top-left H x W of B x C x H' x W'."""
+    return x[..., : shape[1], : shape[2]]
+
+
 def _norm(kind: str, c: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(c)
