@@ -56,11 +56,3 @@ def shutdown(d: Dist) -> None:
     if d.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
 
-
-def any_flag(d: Dist, flag: bool, device: torch.device) -> bool:
-    """True on every rank when `flag` is true on any rank."""
-    if d.world == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
