@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
+from .cache import real_features
 from .registry import MetricContext, metric
 
 N_MEMO = 2000  # samples checked (each against the whole training split)
@@ -70,7 +71,9 @@ def memorization(ctx: MetricContext) -> dict:
     t_pix, _ = nearest(test_px, train_px)
     train_f = ctx.reference_features("train", len(ctx.train))
     s_feat, s_feat_idx = nearest(ctx.sample_features()[:n], train_f)
-    t_feat, _ = nearest(ctx.extractor().features(test_px), train_f)
+    # the whole test split's features, as FID caches them, so they are extracted once for both
+    test_f = real_features(ctx.extractor(), ctx.heldout, ctx.run.data, "test", len(ctx.heldout), ctx.progress)
+    t_feat, _ = nearest(test_f[:n], train_f)
     out: dict = {}
     for space, s_d, t_d in (("pixel", s_pix, t_pix), ("feature", s_feat, t_feat)):
         thresh = torch.quantile(t_d, COPY_QUANTILE)
