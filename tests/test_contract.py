@@ -20,7 +20,8 @@ from genlab.models.gan import GANConfig
 from genlab.train.checkpoint import load_module_state, save_tensors
 from genlab.train.optim import OptimConfig, Stepper
 
-TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4}
+# explicit-density models: width = feature maps / coupling-net width, layers = network depth, depth = flow steps
+TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4, "width": 8, "layers": 2, "depth": 2}
 NUM_CLASSES = 3
 SHAPES = [(1, 8, 8), (1, 12, 12)]  # 12 -> 6 -> 3: an odd side after two halvings
 CONV_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 7, 9)]  # last: odd and non-square

@@ -78,6 +78,7 @@ class DataInfo:
     range: str = "01"  # "01" -> [0, 1], "-11" -> [-1, 1]
     binarized: str = "none"  # none | dynamic | static
     num_train: int = 0  # training images (models with one parameter per image, e.g. GLO, need it)
+    dequantized: bool = False  # 8-bit levels spread by uniform noise (densities); discrete models refuse it
 
     @property
     def shape(self) -> tuple[int, int, int]:

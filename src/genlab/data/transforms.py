@@ -87,4 +87,4 @@ def to_unit(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
 
 def info_for(images: ImageSet, cfg: DataConfig) -> DataInfo:
     c, h, w = images.shape
-    return DataInfo(c, h, w, images.num_classes, cfg.range, cfg.binarize, len(images))
+    return DataInfo(c, h, w, images.num_classes, cfg.range, cfg.binarize, len(images), cfg.dequantize)
