@@ -37,6 +37,9 @@ VARIANTS = [
     ("denoising_ae", {"noise": "salt_pepper"}),
     ("denoising_ae", {"noise": "block", "level": 0.25}),
     ("contractive_ae", {"hidden": ()}),
+    ("pixelcnn", {"head": "logistic_mixture"}),
+    ("pixelrnn", {"variant": "row_lstm"}),
+    ("gated_pixelcnn", {"conditional": True}),
 ]
 
 
@@ -221,7 +224,7 @@ def outputs(model, x, a) -> dict[str, torch.Tensor]:
     if hasattr(model, "encode"):
         out["encode"] = model.encode(x, *a)
         out["decode"] = model.decode(out["encode"], *a)
-    for fn in ("reconstruct", "features", "logits", "critic"):
+    for fn in ("reconstruct", "features", "logits", "critic", "log_prob"):
         if hasattr(model, fn):
             out[fn] = getattr(model, fn)(x, *a)
     if hasattr(model, "sample"):
