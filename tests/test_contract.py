@@ -249,7 +249,7 @@ def test_capabilities(name, extra, shape):
         linear = name == "linear_ae"  # a linear decoder has no output link: no range to check
         if hasattr(model, "encode"):
             z = model.encode(x, *a)
-            assert z.shape == (3, cfg.latent_dim)
+            assert z.shape == (3, getattr(model, "latent_dim", None) or cfg.latent_dim)  # flows: C * H * W
             r = model.decode(z, *a)
             assert r.shape == x.shape
             assert torch.equal(model.reconstruct(x, *a), r)
