@@ -1,4 +1,4 @@
-"""The `genlab` command: train, sample, reconstruct, interpolate, eval, list, info.
+"""The `genlab` command: train, sample, reconstruct, interpolate, eval, apply, list, info.
 
 User mistakes end with one sentence on stderr and exit status 2; a diverged run with status 1.
 """
@@ -113,6 +113,10 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
+
+    p = cmd("apply", "apply a trained model (reduce, retrieve, anomaly, cluster) and measure it against a baseline")
+    p.add_argument("app", metavar="NAME", help="the application; genlab apply NAME --help shows its options")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="DIR ...", help="the run folder and the options")
 
     cmd("list", "list models, datasets and metrics")
     p = cmd("info", "describe a run folder: model, data, progress, latest metrics")
@@ -368,8 +372,32 @@ def cmd_info(a) -> int:
     return 0
 
 
+def cmd_apply(a) -> int:
+    """genlab apply NAME DIR [options]: NAME's own parser reads the rest, with the options NAME registered."""
+    from .apps import registry as apps
+
+    entry = apps.get(a.app)
+    p = Parser(prog=f"genlab apply {entry.name}", description=entry.summary)
+    p.set_defaults(_parser=p, command=f"apply {entry.name}")
+    _run_dir_arg(p)
+    p.add_argument("--split", choices=("train", "test"), default="test", help="the images measured (default test)")
+    p.add_argument("--n", type=_positive_int, default=10000, help="the first N images of the split (default 10000)")
+    p.add_argument("--out", help="output folder (default DIR/apply/NAME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per model call")
+    entry.add_arguments(p)
+    b = p.parse_known_into(a.rest)
+    model, cfg = _load(b.run)
+    out = Path(b.out) if b.out else Path(b.run) / "apply" / entry.name
+    ctx = apps.AppContext(model, cfg, out, b.split, b.n, b.seed, b.batch_size, vars(b))
+    record = apps.apply(entry.name, ctx)
+    print(apps.table(record))
+    print(f"wrote {out / 'results.json'}, " + ", ".join(Path(f).name for f in record["figures"]))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate,
-            "eval": cmd_eval, "list": cmd_list, "info": cmd_info}
+            "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:
