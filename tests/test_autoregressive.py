@@ -237,3 +237,15 @@ def test_refusals():
         registry.build("gated_pixelcnn", registry.get("gated_pixelcnn").config_cls(conditional=True), DataInfo(1, 8, 8))
     with pytest.raises(UserError, match="model.variant"):
         registry.get("pixelrnn").config_cls(variant="grid_lstm").validate()
+
+
+def test_skew_shifts_rows_and_unskew_inverts_it():
+    from genlab.models.pixelrnn import skew, unskew
+
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4) + 1
+    s = skew(x)
+    assert s.shape == (1, 2, 3, 6)
+    for i in range(3):
+        assert torch.equal(s[0, :, i, i:i + 4], x[0, :, i])
+        assert torch.all(s[0, :, i, :i] == 0) and torch.all(s[0, :, i, i + 4:] == 0)
+    assert torch.equal(unskew(s, 4), x)

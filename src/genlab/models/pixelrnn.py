@@ -49,24 +49,28 @@ class RowLSTM(nn.Module):
         xs = self.input_to_state(x)  # B x 4h x H x W, all rows at once
         h = c = x.new_zeros(b, self.hidden, w)
         out = []
-        for i in range(rows):
-            h, c = _lstm(xs[:, :, i] + self.state_to_state(h), c)  # B x h x W
+        for x_row in xs.unbind(2):  # unbind, not xs[:, :, i]: each index's backward would zero a full-size tensor
+            h, c = _lstm(x_row + self.state_to_state(h), c)  # B x h x W
             out.append(h)
         return torch.stack(out, dim=2)  # B x h x H x W
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
-    """B x F x H x W -> B x F x H x (W + H - 1), row i shifted right by i."""
+    """B x F x H x W -> B x F x H x (W + H - 1), row i shifted right by i (zeros elsewhere).
+
+    Rows padded to W + H and read back with a stride one shorter: flat index i (W + H - 1) + k of the result is
+    i (W + H) + (k - i) of the padded map, i.e. row i, column k - i.
+    """
     b, f, h, w = x.shape
-    out = x.new_zeros(b, f, h, w + h - 1)
-    for i in range(h):
-        out[:, :, i, i:i + w] = x[:, :, i]
-    return out
+    flat = F.pad(x, (0, h)).flatten(2)  # B x F x H (W + H)
+    return flat[:, :, :h * (w + h - 1)].view(b, f, h, w + h - 1)
 
 
 def unskew(x: torch.Tensor, w: int) -> torch.Tensor:
-    """Inverse of skew: B x F x H x (W + H - 1) -> B x F x H x W."""
-    return torch.stack([x[:, :, i, i:i + w] for i in range(x.shape[2])], dim=2)
+    """Inverse of skew: B x F x H x (W + H - 1) -> B x F x H x W (read with a stride one longer)."""
+    b, f, h, _ = x.shape
+    flat = F.pad(x.flatten(2), (0, h))  # B x F x H (W + H)
+    return flat.view(b, f, h, w + h)[..., :w]
 
 
 class DiagonalLSTM(nn.Module):
@@ -84,8 +88,8 @@ class DiagonalLSTM(nn.Module):
         xs = skew(self.input_to_state(x))  # B x 4h x H x (W + H - 1)
         h = c = x.new_zeros(b, self.hidden, rows)
         out = []
-        for t in range(xs.shape[3]):
-            h, c = _lstm(xs[:, :, :, t] + self.state_to_state(F.pad(h, (1, 0))), c)  # B x h x H
+        for x_col in xs.unbind(3):
+            h, c = _lstm(x_col + self.state_to_state(F.pad(h, (1, 0))), c)  # B x h x H
             out.append(h)
         return unskew(torch.stack(out, dim=3), w)  # B x h x H x W
 
