@@ -84,6 +84,9 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", help="PNG path (default DIR/sample.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
+    p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
+    p.add_argument("--complete", type=int, metavar="ROWS",
+                   help="autoregressive models: keep the top ROWS rows of n test images and draw the rest")
 
     p = cmd("reconstruct", "reconstruct test images: originals and reconstructions side by side")
     _run_dir_arg(p)
@@ -187,18 +190,49 @@ def _save(images, cfg, path, nrow: int | None = None) -> Path:
 
 
 def cmd_sample(a) -> int:
+    import inspect
+    import time
+
     import torch
 
     model, cfg = _load(a.run, ema=not a.no_ema)
     if not hasattr(model, "sample"):
         raise UserError(f"model '{cfg.model}' cannot sample (it has no prior); try genlab reconstruct")
+    if a.complete is not None:
+        return _complete(a, model, cfg)
+    kwargs = {}
+    if a.temperature is not None:
+        if "temperature" not in inspect.signature(model.sample).parameters:
+            raise UserError(f"model '{cfg.model}' has no sampling temperature (flows have one)")
+        if a.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {a.temperature}")
+        kwargs["temperature"] = a.temperature
+    start = time.perf_counter()
     with torch.no_grad():
-        images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed))
+        images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed), **kwargs)
+    secs = time.perf_counter() - start
     path = _save(images, cfg, a.output or Path(a.run) / "sample.png")
-    print(f"wrote {a.n} samples to {path}")
+    print(f"wrote {a.n} samples to {path} ({secs:.2f} s, {secs / a.n * 1000:.1f} ms per image)")
     if hasattr(model, "figures"):  # the model's own figures (InfoGAN: one grid per latent code)
         for fig in model.figures(path.parent, generator=torch.Generator(_device(model)).manual_seed(a.seed)):
             print(f"wrote {fig}")
+    return 0
+
+
+def _complete(a, model, cfg) -> int:
+    """Image completion: originals, their kept top rows, and the model's completions, one row each."""
+    import torch
+
+    if not hasattr(model, "complete"):
+        raise UserError(f"model '{cfg.model}' cannot complete images (autoregressive models can)")
+    x, y = _first_batch(cfg, "test", a.n, _device(model))
+    g = torch.Generator(_device(model)).manual_seed(a.seed)
+    labels = (y,) if getattr(model, "conditional", False) else ()
+    done = model.complete(x, a.complete, g, *labels)
+    top = x.clone()
+    top[:, :, a.complete:] = -1.0 if cfg.info.range == "-11" else 0.0  # the hidden part, shown blank
+    path = _save(torch.cat([x, top, done]), cfg, a.output or Path(a.run) / "completions.png", nrow=len(x))
+    print(f"wrote {len(x)} completions from the top {a.complete} rows to {path} (rows: originals, kept part, completions)")
     return 0
 
 
