@@ -117,7 +117,8 @@ def build_parser() -> Parser:
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
 
-    p = cmd("apply", "apply a trained model (reduce, retrieve, anomaly, cluster) and measure it against a baseline")
+    p = cmd("apply", "apply a trained model (reduce, retrieve, anomaly, cluster, restore, interpolate, attributes, "
+                     "finetune, swap) and measure it against a baseline")
     p.add_argument("app", metavar="NAME", help="the application; genlab apply NAME --help shows its options")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="DIR ...", help="the run folder and the options")
 

@@ -67,7 +67,8 @@ def app(name: str, needs: str | tuple[str, ...], summary: str, options: tuple = 
 
 
 def _load_apps() -> None:
-    from . import anomaly, cluster, reduce, retrieve  # noqa: F401  (importing registers them)
+    from . import (anomaly, attributes, cluster, finetune, interpolate_app, reduce, restore,  # noqa: F401
+                   retrieve, swap)  # (importing registers them)
 
 
 def names() -> list[str]:
@@ -253,7 +254,7 @@ def table(record: dict) -> str:
 
 # the protocol entries the printed table repeats (results.json holds them all)
 SHORT_PROTOCOL = ("split", "n", "queries", "database", "anomalies", "n_normal", "n_anomalous", "clusters", "code_size",
-                  "baseline")
+                  "method", "between", "pairs", "steps", "transform", "baseline")
 
 
 def _cell(v, width: int) -> str:
