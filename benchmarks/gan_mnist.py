@@ -15,7 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 
 from genlab import registry
 from genlab.data import load, prepare

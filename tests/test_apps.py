@@ -21,22 +21,10 @@ from genlab.apps.reduce import (LatentReducer, PCAReducer, PixelSpace, compare, 
                                 reconstruction_scores)
 from genlab.apps.retrieve import Retriever
 from genlab.cli import main
-from genlab.data import DataInfo, ImageSet, Pipeline, Splits, load
+from genlab.data import ImageSet, Pipeline, Splits, load
 from genlab.errors import UserError
 
-INFO = DataInfo(1, 8, 8, num_classes=10)
-
-
-def tiny(name: str, info: DataInfo = INFO, **over):
-    entry = registry.get(name)
-    small = {"hidden": (16,), "latent_dim": 3, **over}
-    cfg = entry.config_cls(**small) if name in ("ae", "vae") else entry.config_cls()
-    torch.manual_seed(0)
-    return registry.build(name, cfg, info).eval()
-
-
-def images(n: int = 20, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+from apps_common import INFO, images, tiny  # noqa: E402  (tests/ is on sys.path)
 
 
 # ------------------------------------------------------------------------------------------- ranking metrics

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from genlab import registry
 from genlab.apps import registry as apps
 from genlab.apps.attributes import (AttributeVector, alpha_grid, ink, parse_attribute, rank_correlation, slant,
                                     split_by, sweep_scores, thickness)
@@ -26,20 +25,7 @@ from genlab.cli import main
 from genlab.data import DataInfo, ImageSet, Splits
 from genlab.errors import UserError
 
-INFO = DataInfo(1, 8, 8, num_classes=10)
-
-
-def tiny(name: str, info: DataInfo = INFO, **over):
-    entry = registry.get(name)
-    small = {"ae": {"hidden": (16,), "latent_dim": 3}, "vae": {"hidden": (16,), "latent_dim": 3},
-             "pixelcnn": {"width": 8, "layers": 1}, "nice": {"width": 8, "layers": 1}}.get(name, {})
-    cfg = entry.config_cls(**{**small, **over})
-    torch.manual_seed(0)
-    return registry.build(name, cfg, info).eval()
-
-
-def images(n: int = 20, seed: int = 0, c: int = 1) -> torch.Tensor:
-    return torch.rand(n, c, 8, 8, generator=torch.Generator().manual_seed(seed))
+from apps_common import INFO, images, tiny  # noqa: E402  (tests/ is on sys.path)
 
 
 class Identity(nn.Module):

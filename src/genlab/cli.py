@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import positive_int
 from .errors import UserError, closest
 
 EXIT_USER, EXIT_DIVERGED = 2, 1
@@ -41,16 +42,6 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
-
-
 def _run_dir_arg(p):
     p.add_argument("run", metavar="DIR", help="a run folder written by genlab train")
 
@@ -67,11 +58,11 @@ def build_parser() -> Parser:
     p = cmd("train", "train a model (resumes if --out holds a checkpoint of the same run)")
     p.add_argument("model", nargs="?", help="model name (see genlab list); may come from --config")
     p.add_argument("--data", help="mnist | digits | idx:DIR | cifar:DIR | folder:DIR | npz:FILE")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--limit", type=_positive_int, help="train on the first N images")
+    p.add_argument("--limit", type=positive_int, help="train on the first N images")
     p.add_argument("--config", help="a TOML file with [model], [data], [train] tables")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set model.latent_dim=16 (repeatable)")
@@ -80,7 +71,7 @@ def build_parser() -> Parser:
 
     p = cmd("sample", "draw samples from a trained model into a PNG grid")
     _run_dir_arg(p)
-    p.add_argument("-n", type=_positive_int, default=64)
+    p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("-o", "--output", help="PNG path (default DIR/sample.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
@@ -90,14 +81,14 @@ def build_parser() -> Parser:
 
     p = cmd("reconstruct", "reconstruct test images: originals and reconstructions side by side")
     _run_dir_arg(p)
-    p.add_argument("-n", type=_positive_int, default=32)
+    p.add_argument("-n", type=positive_int, default=32)
     p.add_argument("-o", "--output", help="PNG path (default DIR/reconstructions.png)")
     p.add_argument("--split", choices=("train", "test"), default="test")
 
     p = cmd("interpolate", "decode points between pairs of test images' codes, as image strips")
     _run_dir_arg(p)
-    p.add_argument("--pairs", type=_positive_int, default=6)
-    p.add_argument("--steps", type=_positive_int, default=10)
+    p.add_argument("--pairs", type=positive_int, default=6)
+    p.add_argument("--steps", type=positive_int, default=10)
     p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
@@ -108,11 +99,11 @@ def build_parser() -> Parser:
     p.add_argument("--features", default="domain",
                    help="extractor for fid, kid, pr, memorization: domain | domain:DIR | inception | inception:PATH")
     p.add_argument("--classifier", default="domain", help="classifier for is and modes: domain | domain:DIR")
-    p.add_argument("--n", type=_positive_int, default=10000,
+    p.add_argument("--n", type=positive_int, default=10000,
                    help="samples drawn for sample metrics; images of the split for likelihood metrics")
     p.add_argument("--ref", "--split", dest="split", choices=("train", "test"), default="test",
                    help="the reference split")
-    p.add_argument("--iwae-k", type=_positive_int, default=100, help="importance samples per image for nll (VAEs)")
+    p.add_argument("--iwae-k", type=positive_int, default=100, help="importance samples per image for nll (VAEs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
@@ -416,10 +407,10 @@ def cmd_apply(a) -> int:
     p.set_defaults(_parser=p, command=f"apply {entry.name}")
     _run_dir_arg(p)
     p.add_argument("--split", choices=("train", "test"), default="test", help="the images measured (default test)")
-    p.add_argument("--n", type=_positive_int, default=10000, help="the first N images of the split (default 10000)")
+    p.add_argument("--n", type=positive_int, default=10000, help="the first N images of the split (default 10000)")
     p.add_argument("--out", help="output folder (default DIR/apply/NAME)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="images per model call")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per model call")
     entry.add_arguments(p)
     b = p.parse_known_into(a.rest)
     model, cfg = _load(b.run)

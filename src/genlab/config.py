@@ -6,6 +6,7 @@ those, or Optional of them). Conversion is strict: an unknown key or a value of 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -142,6 +143,17 @@ def read_toml(path: str | Path) -> dict:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"config file '{path}' is not valid TOML: {e}") from None
+
+
+def positive_int(s: str) -> int:
+    """argparse type for counts: a whole number above 0, else argparse's one-line error."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return v
 
 
 def check_choice(where: str, value: str, choices: tuple[str, ...]) -> None:

@@ -239,7 +239,7 @@ def run(ctx: AppContext) -> dict:
     yf, yx = (y_fit, y) if cond else (None, None)
     latent = LatentReducer(model, ctx.batch_size, "genlab apply attributes")
     z_fit = latent.fit(x_fit, yf).transform(x_fit, yf)
-    fit01, x01 = as_unit(x_fit, rng), as_unit(x, rng)
+    fit01 = as_unit(x_fit, rng)
     results, curves, figures, split_desc = {}, {}, [], {}
     m, chunk = min(6, len(x)), max(1, ctx.batch_size)
     for name in names:

@@ -16,22 +16,13 @@ from pathlib import Path
 
 import torch
 
+from ..config import positive_int  # noqa: F401  (re-exported: the applications' option type)
 from ..errors import UserError, unknown
 
 # what each capability lets an application do, for the refusal message
 VERBS = {"encode": "encode images into codes", "decode": "decode codes into images",
          "reconstruct": "reconstruct images", "sample": "draw samples", "log_prob": "evaluate log p(x)",
          "elbo": "evaluate the ELBO"}
-
-
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
 
 
 def option(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:

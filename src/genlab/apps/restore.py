@@ -192,7 +192,7 @@ class Restorer:
     @property
     def description(self) -> str:
         if self.method == "complete":
-            return (f"model.complete: the bottom half drawn from p(bottom | top)"
+            return ("model.complete: the bottom half drawn from p(bottom | top)"
                     + (f", mean of {self.samples} draws" if self.samples > 1 else ", one draw"))
         if self.method == "shrink":
             return f"decode({self.temperature:g} * encode(x)), the known pixels pasted back, {self.rounds} rounds"

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from ..config import check_choice, check_positive

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from .. import registry
-from ..config import check_choice, check_positive, to_dict
+from ..config import check_choice, check_positive
 from ..data import Batches, Pipeline, info_for, prepare, to_unit
 from ..data import load as load_data
 from ..errors import UserError
