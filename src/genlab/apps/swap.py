@@ -32,18 +32,25 @@ from ..nn import Decoder, Encoder
 from .reduce import PSNR_CAP_DB, _bounds, reconstruction_scores
 from .registry import AppContext, app, batched, model_name, option, positive_int
 
-TRANSFORMS = ("dilate", "invert")
 DOMAINS = ("A", "B")
+
+
+def _invert(x: torch.Tensor, value_range: str) -> torch.Tensor:
+    lo, hi = _bounds(value_range)
+    return lo + hi - x
+
+
+TRANSFORMS = {
+    "dilate": lambda x, value_range: F.max_pool2d(x, 3, stride=1, padding=1),  # 3 x 3 maximum filter
+    "invert": _invert,
+}
 
 
 def transform(x: torch.Tensor, name: str, value_range: str = "01") -> torch.Tensor:
     """The domain-B version of images x (model range): dilate (3 x 3 max filter) or invert."""
-    if name == "dilate":
-        return F.max_pool2d(x, 3, stride=1, padding=1)
-    if name == "invert":
-        lo, hi = _bounds(value_range)
-        return lo + hi - x
-    raise UserError(f"the domain transform must be one of {', '.join(TRANSFORMS)}, got '{name}'")
+    if name not in TRANSFORMS:
+        raise UserError(f"the domain transform must be one of {', '.join(TRANSFORMS)}, got '{name}'")
+    return TRANSFORMS[name](x, value_range)
 
 
 @dataclass
