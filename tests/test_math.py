@@ -448,3 +448,13 @@ def test_from_dict_non_finite_int_is_user_error(value):
 def test_from_dict_nan_learning_rate_is_user_error():
     with pytest.raises(UserError):
         from_dict(OptimConfig, {"lr": "nan"})
+
+
+def test_gray_corruption_drains_colour_to_the_channel_mean():
+    x = torch.rand(2, 3, 4, 4)
+    full = corrupt("gray", x, 1.0, "01")
+    assert torch.allclose(full, x.mean(1, keepdim=True).expand_as(x))
+    half = corrupt("gray", x, 0.5, "01")
+    assert torch.allclose(half, (x + full) / 2)
+    grey = torch.rand(2, 1, 4, 4)
+    assert torch.equal(corrupt("gray", grey, 1.0, "01"), grey)  # nothing to drain

@@ -54,12 +54,19 @@ def half_mask(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Gene
     return out
 
 
+def grayscale(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """Colour drained towards the channel mean: x + level (mean_c(x) - x); level 1 leaves grey in every channel
+    (a colourisation model's input). One-channel images are unchanged."""
+    return x + level * (x.mean(1, keepdim=True) - x)
+
+
 CORRUPTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "gaussian": gaussian,
     "salt_pepper": salt_pepper,
     "mask": pixel_mask,
     "block": block_mask,
     "half": half_mask,
+    "gray": grayscale,
 }
 
 

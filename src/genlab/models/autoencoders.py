@@ -140,7 +140,7 @@ class SparseAE(AutoEncoder):
 class DenoisingAEConfig(AEConfig):
     hidden: tuple[int, ...] = ()
     latent_dim: int = 1024
-    noise: str = "gaussian"  # gaussian | salt_pepper | mask | block | half
+    noise: str = "gaussian"  # gaussian | salt_pepper | mask | block | half | gray (colourisation)
     level: float = 0.3  # noise std as a fraction of the range, or fraction of pixels / block side
 
     def validate(self) -> None:
