@@ -24,7 +24,7 @@ from genlab.cli import main
 from genlab.data import ImageSet, Pipeline, Splits, load
 from genlab.errors import UserError
 
-from apps_common import INFO, images, tiny  # noqa: E402  (tests/ is on sys.path)
+from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
 
 
 # ------------------------------------------------------------------------------------------- ranking metrics
@@ -274,19 +274,9 @@ def test_kmeans_recovers_separated_blobs_and_latent_kmeans_shapes():
 
 
 # ------------------------------------------------------------------------------------------- the command
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae2d")
-    assert main(["train", "vae", "--data", "digits", "--limit", "256", "--epochs", "1", "--batch-size", "64",
-                 "--set", "model.hidden=(16,)", "--set", "model.latent_dim=2", "--set", "train.eval_images=64",
-                 "--out", str(out), "--quiet"]) == 0
-    return out
+    return tiny_vae_run(tmp_path_factory.mktemp("vae2d"), latent_dim=2)
 
 
 @pytest.mark.parametrize("app, args, figures, rows", [

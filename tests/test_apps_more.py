@@ -25,7 +25,7 @@ from genlab.cli import main
 from genlab.data import DataInfo, ImageSet, Splits
 from genlab.errors import UserError
 
-from apps_common import INFO, images, tiny  # noqa: E402  (tests/ is on sys.path)
+from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
 
 
 class Identity(nn.Module):
@@ -311,19 +311,9 @@ def test_the_new_applications_are_registered_and_refuse_missing_capabilities():
 
 
 # ------------------------------------------------------------------------------------------- the command
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vae")
-    assert main(["train", "vae", "--data", "digits", "--limit", "256", "--epochs", "1", "--batch-size", "64",
-                 "--set", "model.hidden=(16,)", "--set", "model.latent_dim=4", "--set", "train.eval_images=64",
-                 "--out", str(out), "--quiet"]) == 0
-    return out
+    return tiny_vae_run(tmp_path_factory.mktemp("vae"), latent_dim=4)
 
 
 @pytest.mark.parametrize("app, args, figures, rows", [
