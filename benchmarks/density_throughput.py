@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import torch
+from timing import time_fit  # benchmarks/ is the script's folder
 
 from genlab import registry
 from genlab.config import parse_overrides
 from genlab.data import info_for, load
 from genlab.run import compose
-from genlab.train.trainer import Trainer
 
 BATCH = 64
 
@@ -53,16 +52,6 @@ def plain(run, info, U: torch.Tensor, steps: int) -> float:
     return time.perf_counter() - t
 
 
-def genlab_fit(run) -> float:
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(run, out, quiet=True)
-        t = time.perf_counter()
-        trainer.fit()
-        elapsed = time.perf_counter() - t
-        trainer.close()
-    return elapsed
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="pixelcnn")
@@ -85,12 +74,12 @@ def main() -> None:
     run = run_for(args.steps)
     info = info_for(mnist, run.data)
     plain(run, info, U, 5)  # warm-up
-    genlab_fit(run_for(5))
+    time_fit(run_for(5))
     times = {"plain": [], "genlab": []}
     for r in range(args.repeats):
         for name in (("plain", "genlab") if r % 2 == 0 else ("genlab", "plain")):
             torch.manual_seed(r)
-            times[name].append(plain(run, info, U, args.steps) if name == "plain" else genlab_fit(run))
+            times[name].append(plain(run, info, U, args.steps) if name == "plain" else time_fit(run))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.model} {parse_overrides(args.set) or ''} on MNIST 28x28, batch {BATCH}, {args.steps} steps, "
           f"{args.repeats} repeats, {torch.get_num_threads()} threads, torch {torch.__version__}")
