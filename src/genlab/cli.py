@@ -215,6 +215,8 @@ def _complete(a, model, cfg) -> int:
     """Image completion: originals, their kept top rows, and the model's completions, one row each."""
     import torch
 
+    from .data.transforms import RANGES
+
     if not hasattr(model, "complete"):
         raise UserError(f"model '{cfg.model}' cannot complete images (autoregressive models can)")
     x, y = _first_batch(cfg, "test", a.n, _device(model))
@@ -222,9 +224,10 @@ def _complete(a, model, cfg) -> int:
     labels = (y,) if getattr(model, "conditional", False) else ()
     done = model.complete(x, a.complete, g, *labels)
     top = x.clone()
-    top[:, :, a.complete:] = -1.0 if cfg.info.range == "-11" else 0.0  # the hidden part, shown blank
+    top[:, :, a.complete:] = RANGES[cfg.info.range][0]  # the hidden part, shown blank
     path = _save(torch.cat([x, top, done]), cfg, a.output or Path(a.run) / "completions.png", nrow=len(x))
-    print(f"wrote {len(x)} completions from the top {a.complete} rows to {path} (rows: originals, kept part, completions)")
+    print(f"wrote {len(x)} completions from the top {a.complete} rows to {path} "
+          f"(rows: originals, kept part, completions)")
     return 0
 
 

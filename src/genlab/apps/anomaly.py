@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from ..data import ImageSet, Splits
+from ..data.transforms import as_unit
 from ..errors import UserError
 from .metrics import auprc, auroc
-from .reduce import PCAReducer, as_unit
+from .reduce import PCAReducer
 from .registry import AppContext, app, batched, label_args, model_device, model_name, option, positive_int, require
 
 SCORES = ("reconstruction", "likelihood")

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import as_unit
 from ..errors import UserError, unknown
-from .reduce import LatentReducer, PixelSpace, as_unit
+from .reduce import LatentReducer, PixelSpace
 from .registry import AppContext, app, option, positive_int
 
 PROPERTIES = ("thickness", "slant", "ink")

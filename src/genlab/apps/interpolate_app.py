@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import torch
 
+from ..data.transforms import as_unit
 from ..errors import UserError
 from .interpolate import MODES, interpolate
 from .metrics import psnr
-from .reduce import PSNR_CAP_DB, as_unit
+from .reduce import PSNR_CAP_DB
 from .registry import AppContext, app, model_device, model_name, option, positive_int
 
 BETWEEN = ("codes", "noise")

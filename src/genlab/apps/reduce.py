@@ -16,20 +16,12 @@ import math
 import numpy as np
 import torch
 
+from ..data.transforms import RANGES, as_unit
 from ..errors import UserError
 from .metrics import psnr, ssim
 from .registry import AppContext, app, batched, label_args, model_device, option, positive_int, require
 
 PSNR_CAP_DB = 100.0
-
-
-def _bounds(value_range: str) -> tuple[float, float]:
-    return (-1.0, 1.0) if value_range == "-11" else (0.0, 1.0)
-
-
-def as_unit(x: torch.Tensor, value_range: str) -> torch.Tensor:
-    """Images in range "01" or "-11" -> [0, 1] (genlab.data.to_unit, given the range rather than a DataInfo)."""
-    return ((x + 1) / 2 if value_range == "-11" else x).clamp(0, 1)
 
 
 class LatentReducer:
@@ -101,7 +93,7 @@ class PCAReducer:
 
     def inverse_transform(self, z: torch.Tensor, y=None) -> torch.Tensor:
         flat = self._fitted().inverse_transform(np.asarray(z.detach().cpu(), dtype=np.float32))
-        lo, hi = _bounds(self.value_range)
+        lo, hi = RANGES[self.value_range]
         return torch.from_numpy(flat).float().view(-1, *self.shape_).clamp(lo, hi)
 
     def fit_transform(self, x, y=None) -> torch.Tensor:

@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.corruptions import corrupt
+from ..data.transforms import RANGES
 from ..errors import UserError, unknown
-from .reduce import PSNR_CAP_DB, _bounds, reconstruction_scores
+from .reduce import PSNR_CAP_DB, reconstruction_scores
 from .registry import AppContext, app, label_args, model_device, model_name, option, positive_int
 
 KINDS = ("gaussian", "salt_pepper", "mask", "block", "half", "gray")
@@ -92,7 +93,7 @@ def degrade(kind: str, x: torch.Tensor, level: float | None, value_range: str = 
     """Corrupt images x (model range, CPU) with a seeded generator; level None = the kind's default."""
     if kind not in KINDS:
         raise unknown("corruption", kind, KINDS)
-    lo, hi = _bounds(value_range)
+    lo, hi = RANGES[value_range]
     x = x.detach().float().cpu()
     if kind == "gray":
         if x.shape[1] < 2:

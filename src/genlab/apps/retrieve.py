@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from ..data.transforms import as_unit
 from ..errors import UserError
 from .metrics import precision_at_k
-from .reduce import LatentReducer, PCAReducer, PixelSpace, as_unit
+from .reduce import LatentReducer, PCAReducer, PixelSpace
 from .registry import AppContext, app, option, positive_int
 
 METRICS = ("euclidean", "cosine")

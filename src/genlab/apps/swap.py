@@ -27,16 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.transforms import RANGES
 from ..errors import UserError
 from ..nn import Decoder, Encoder
-from .reduce import PSNR_CAP_DB, _bounds, reconstruction_scores
+from .reduce import PSNR_CAP_DB, reconstruction_scores
 from .registry import AppContext, app, batched, model_name, option, positive_int
 
 DOMAINS = ("A", "B")
 
 
 def _invert(x: torch.Tensor, value_range: str) -> torch.Tensor:
-    lo, hi = _bounds(value_range)
+    lo, hi = RANGES[value_range]
     return lo + hi - x
 
 

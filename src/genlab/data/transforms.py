@@ -17,7 +17,7 @@ from ..errors import UserError
 from .base import DataInfo, ImageSet
 
 BINARIZE = ("none", "dynamic", "static")
-RANGES = ("01", "-11")
+RANGES = {"01": (0.0, 1.0), "-11": (-1.0, 1.0)}  # each data range: (lo, hi)
 STATIC_BINARIZATION_SEED = 20160601  # fixed, so every run sees the same static draw
 
 
@@ -33,7 +33,7 @@ class DataConfig:
     limit: int = 0  # 0 = all; else train on the first N images
 
     def validate(self) -> None:
-        check_choice("data.range", self.range, RANGES)
+        check_choice("data.range", self.range, tuple(RANGES))
         check_choice("data.binarize", self.binarize, BINARIZE)
         if self.binarize != "none" and self.dequantize:
             raise UserError("data.binarize and data.dequantize exclude each other: binary data has no bins to fill")
@@ -80,9 +80,14 @@ class Pipeline:
         return x
 
 
+def as_unit(x: torch.Tensor, range_: str) -> torch.Tensor:
+    """Floats in data range `range_` ("01" or "-11") -> [0, 1] for display and pixel metrics."""
+    return ((x + 1) / 2 if range_ == "-11" else x).clamp(0, 1)
+
+
 def to_unit(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
     """Model-range floats -> [0, 1] for display and pixel metrics."""
-    return ((x + 1) / 2 if info.range == "-11" else x).clamp(0, 1)
+    return as_unit(x, info.range)
 
 
 def info_for(images: ImageSet, cfg: DataConfig) -> DataInfo:

@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_choice, check_positive
+from ..data.transforms import RANGES
 from ..errors import UserError
 from ..nn.flows import (ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, Centre, CheckerboardMask,
-                        DiagonalScale, Flatten, FlowSequence, IndexMask, InvConv1x1, LearnedPrior, Logit,
-                        MultiScale, Split, Squeeze, glow_net, nice_net, resnet)
+                        DiagonalScale, Flatten, FlowSequence, IndexMask, InvConv1x1, LearnedPrior, Logit, MultiScale,
+                        Split, Squeeze, glow_net, nice_net, resnet)
 from ..registry import register
 from .common import SingleLoss
 
-RANGES = {"01": (0.0, 1.0), "-11": (-1.0, 1.0)}
 LOG_2PI = math.log(2 * math.pi)
 # densities on dequantised 8-bit data, trained with Adam at the papers' learning rate
 DEFAULTS = {"data": {"dequantize": True}, "train": {"lr": 1e-3}}
