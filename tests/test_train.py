@@ -199,6 +199,20 @@ def test_ema_weights_are_saved_and_used_for_sampling(tmp_path):
     assert torch.equal(model.state_dict()["posterior_head.weight"], raw["posterior_head.weight"])
 
 
+def test_ema_warms_up_before_using_its_decay():
+    from genlab.train.ema import EMA
+
+    net = torch.nn.Linear(3, 1, bias=False)
+    start = net.weight.detach().clone()
+    ema = EMA(net, 0.999)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, step=0)  # d_0 = 1/10: the average is already 90% the trained weights
+    assert torch.allclose(ema.model.weight, start + 0.9)
+    ema.update(net, step=10**6)  # late: the configured decay, the trained weights move it by 1 - d
+    assert torch.allclose(ema.model.weight, start + 0.9 + 0.1 * 0.001)
+
+
 def test_lr_schedule_reaches_the_optimizer(tmp_path):
     train(tiny_run(epochs=2, schedule="cosine", warmup_steps=4, log_every=1), tmp_path, quiet=True)
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()

@@ -361,7 +361,7 @@ class Trainer:
                     if self.dist.world > 1:
                         ddp.sync_buffers(self.model)
                     if self.ema:
-                        self.ema.update(self.model)
+                        self.ema.update(self.model, self.step)
                     vals = torch.stack([v.float() for v in terms.values()])
                     acc = vals if acc is None else acc + vals
                     names, acc_n = list(terms), acc_n + 1
