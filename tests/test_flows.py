@@ -283,3 +283,20 @@ def test_automatic_levels():
 def test_bad_settings_are_refused(name, setting):
     with pytest.raises(UserError, match=f"model.{next(iter(setting))}"):
         from_dict(registry.get(name).config_cls, setting)
+
+
+@pytest.mark.parametrize("range_", ["01", "-11"])
+def test_logged_bits_per_dim_is_that_of_the_8bit_images(range_):
+    """The training log's bits/dim is genlab eval's: density NLL + D log(256 / range width), over D ln 2."""
+    from genlab.metrics.likelihood import bits_per_dim
+
+    model = registry.build("glow", registry.get("glow").config_cls(width=8, depth=2),
+                           DataInfo(1, 8, 8, range=range_, dequantized=True))
+    lo, hi = (0.0, 1.0) if range_ == "01" else (-1.0, 1.0)
+    x = inputs((1, 8, 8), n=4, lo=lo, hi=hi).float()
+    with torch.no_grad():
+        density = -model.log_prob(x).mean()
+        logged = model.losses(x)["bits_per_dim"]
+    expected = bits_per_dim(float(density) + 64 * math.log(256 / (hi - lo)), 64)
+    assert float(logged) == pytest.approx(expected, rel=1e-5)
+    assert float(logged) - float(density) / (64 * math.log(2)) == pytest.approx(math.log2(256 / (hi - lo)), rel=1e-5)

@@ -36,6 +36,13 @@ def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).flatten(1).sum(1)
 
 
+def discrete_nll(density_nll, dim: int, range_: str):
+    """NLL of 8-bit data from the NLL of a density on uniformly dequantised data in the given range:
+    P(8-bit image) >= density x bin volume, so NLL_discrete = NLL_density + D log(256 / range width)."""
+    width = 1.0 if range_ == "01" else 2.0
+    return density_nll + dim * math.log(256 / width)
+
+
 def output_link(range_: str):
     """The output non-linearity that maps a decoder's pre-activation into the data range."""
     return torch.sigmoid if range_ == "01" else torch.tanh

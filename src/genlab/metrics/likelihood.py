@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import math
 
+from ..losses import discrete_nll
 from .registry import MetricContext, metric
 
 
 def bits_per_dim(nats: float, dim: int) -> float:
     return nats / (dim * math.log(2))
-
-
-def discrete_nll(density_nll: float, dim: int, range_: str) -> float:
-    """NLL of 8-bit data from the NLL of a density on dequantised data in the given range."""
-    width = 1.0 if range_ == "01" else 2.0
-    return density_nll + dim * math.log(256 / width)
 
 
 def _meaning(data_cfg) -> str:

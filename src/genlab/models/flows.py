@@ -26,6 +26,7 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..data.transforms import RANGES
 from ..errors import UserError
+from ..losses import discrete_nll
 from ..nn.flows import (ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, Centre, CheckerboardMask,
                         DiagonalScale, Flatten, FlowSequence, IndexMask, InvConv1x1, LearnedPrior, Logit, MultiScale,
                         Split, Squeeze, glow_net, nice_net, resnet)
@@ -83,8 +84,10 @@ class FlowModel(SingleLoss, nn.Module):
         return self.prior_log_prob(z) + logdet
 
     def losses(self, x, y=None):
-        nll = -self.log_prob(x).mean()  # nats per image (density, no 8-bit correction)
-        return {"loss": nll, "bits_per_dim": nll / (self.info.dim * math.log(2))}
+        nll = -self.log_prob(x).mean()  # the training loss: density nats per image
+        # logged bits/dim: of the 8-bit images when dequantised (+ D log(256 / range width)), as genlab eval reports
+        discrete = discrete_nll(nll.detach(), self.info.dim, self.info.range) if self.info.dequantized else nll.detach()
+        return {"loss": nll, "bits_per_dim": discrete / (self.info.dim * math.log(2))}
 
     def encode(self, x, y=None):
         """x: B x C x H x W -> z: B x D, every latent (order in the module docstring)."""
