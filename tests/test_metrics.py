@@ -103,6 +103,14 @@ def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, t
     for fig in ("memorization.png", "memorization_pixels.png", "memorization_features.png"):
         assert (runs / "vae" / fig).is_file()
     assert list((tmp_path / "cache" / "features").glob("*.safetensors")), "reference features were not cached"
+    # another extractor's figures sit beside the first ones instead of replacing them
+    code = main(["eval", str(runs / "vae"), "--features", clf, "--classifier", clf, "--precision", "bf16",
+                 "--metrics", "fid,is", "--n", "200"])
+    assert code == 0, capsys.readouterr().err
+    again = json.loads((runs / "vae" / "eval.json").read_text())
+    assert set(again) == set(ev) | {"fid@domain-bf16"} and again["fid"] == ev["fid"]
+    assert again["fid@domain-bf16"]["protocol"]["precision"] == "bf16"
+    assert again["fid@domain-bf16"]["fid"] == pytest.approx(ev["fid"]["fid"], rel=0.2)
 
 
 def test_reference_features_come_from_the_cache_the_second_time(runs, monkeypatch, tmp_path):
@@ -118,6 +126,21 @@ def test_reference_features_come_from_the_cache_the_second_time(runs, monkeypatc
     first = cache.real_features(ext, data, cfg.data, "test", 100)
     monkeypatch.setattr(type(ext), "features", lambda *a, **k: pytest.fail("recomputed cached features"))
     assert torch.equal(cache.real_features(ext, data, cfg.data, "test", 100), first)
+
+
+def test_cache_key_changes_with_the_extractors_preprocessing_and_precision(runs):
+    import dataclasses
+
+    from genlab.metrics.cache import cache_key
+    from genlab.metrics.features import get_extractor
+    from genlab.run import read_run_config
+
+    data_cfg = read_run_config(runs / "vae").data
+    ext = get_extractor(f"domain:{runs / 'clf'}")
+    key = cache_key(ext, data_cfg, "test", 100)
+    assert cache_key(dataclasses.replace(ext, preprocess=ext.preprocess + ", x * 2 - 1"), data_cfg, "test", 100) != key
+    assert cache_key(get_extractor(f"domain:{runs / 'clf'}", precision="bf16"), data_cfg, "test", 100) != key
+    assert cache_key(ext, data_cfg, "test", 100) == key
 
 
 def test_compare_tabulates_runs(runs, capsys, tmp_path):
@@ -154,6 +177,9 @@ def test_inception_extractor_maps_grey_and_rgb_alike():
     f1, f3 = ext.features(grey), ext.features(grey.expand(-1, 3, -1, -1))
     assert f1.shape == (2, 2048) and torch.allclose(f1, f3) and (f1 >= 0).all()
     assert ext.identity.startswith("inception-")
+    # the weights' own input scaling, (p - 128) / 128 for 8-bit levels p: black -1, white 127/128
+    levels = ext._prepare(torch.tensor([0.0, 128 / 255, 1.0]).view(3, 1, 1, 1))
+    assert torch.allclose(levels.amax((1, 2, 3)), torch.tensor([-1.0, 0.0, 127 / 128]))
 
 
 def test_fid_between_image_sets(runs):

@@ -99,6 +99,9 @@ def build_parser() -> Parser:
     p.add_argument("--features", default="domain",
                    help="extractor for fid, kid, pr, memorization: domain | domain:DIR | inception | inception:PATH")
     p.add_argument("--classifier", default="domain", help="classifier for is and modes: domain | domain:DIR")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="extractor arithmetic; bf16 runs Inception 2.5x faster on AMX CPUs and moves FID slightly "
+                        "(BENCHMARKS.md); references are cached per precision")
     p.add_argument("--n", type=positive_int, default=10000,
                    help="samples drawn for sample metrics; images of the split for likelihood metrics")
     p.add_argument("--ref", "--split", dest="split", choices=("train", "test"), default="test",
@@ -291,7 +294,7 @@ def cmd_eval(a) -> int:
     ref = test if a.split == "test" and test is not None else train
     split = "test" if ref is test else "train"
     ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
-                        iwae_k=a.iwae_k, train=train, heldout=test, out_dir=run_dir,
+                        precision=a.precision, iwae_k=a.iwae_k, train=train, heldout=test, out_dir=run_dir,
                         progress=sys.stderr.isatty())
     if a.metrics is None:  # defaults: every supported metric whose networks fit these images
         names, notes = runnable(names, ctx)
@@ -299,7 +302,7 @@ def cmd_eval(a) -> int:
             print(f"note: {note}", file=sys.stderr)
     if not names:
         raise UserError("no metric to compute: name one with --metrics (see genlab list)")
-    results = evaluate(names, ctx)
+    results = {result_key(name, a.features, a.precision): res for name, res in evaluate(names, ctx).items()}
     out = run_dir / "eval.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     write_json(out, {**old, **results})
@@ -309,6 +312,18 @@ def cmd_eval(a) -> int:
         print(f"{name:12s} {nums}\n{'':12s} [{proto}]")
     print(f"wrote {out}")
     return 0
+
+
+def result_key(metric: str, features: str, precision: str) -> str:
+    """eval.json's key for a metric: its name, tagged with the kind of extractor when that is not a domain
+    classifier in fp32, so that an Inception FID and a domain FID of one run are kept side by side
+    ("fid", "fid@inception", "fid@inception-bf16")."""
+    from .metrics.registry import METRICS
+
+    kind = features.partition(":")[0]
+    if "features" not in METRICS[metric].uses or (kind == "domain" and precision == "fp32"):
+        return metric
+    return f"{metric}@{kind}" + ("" if precision == "fp32" else f"-{precision}")
 
 
 def _fmt(k, v) -> str:
@@ -330,7 +345,7 @@ def _compare(a) -> int:
         cfg = read_json(Path(d) / "config.json")
         row = {"run": str(d), "model": cfg.get("model", {}).get("name", "?")}
         for metric, res in ev.items():
-            keys = HEADLINE.get(metric, ())
+            keys = HEADLINE.get(metric.partition("@")[0], ())
             for key in (keys,) if isinstance(keys, str) else keys:
                 if key in res:
                     col = f"{metric}: {key}" if key != metric else metric

@@ -16,19 +16,21 @@ from ..data.sources import cache_dir
 from ..train.checkpoint import atomic_write, load_tensors, save_tensors
 
 
-def cache_key(extractor_id: str, data_cfg, split: str, n: int) -> str:
-    # only the settings that change the real images matter (batch-time noise is not applied to references)
+def cache_key(extractor, data_cfg, split: str, n: int) -> str:
+    """Names the features of one reference set: the data settings that change the stored images, and the
+    extractor's weights, preprocessing and precision (a change to any of them must not reuse old features)."""
     prep = {k: getattr(data_cfg, k) for k in ("source", "resize", "pad", "grayscale", "binarize")}
     prep["binarize"] = prep["binarize"] == "static"  # static binarisation changes the stored images
+    prep["extractor"] = [extractor.preprocess, extractor.precision]
     digest = hashlib.sha1(json.dumps(prep, sort_keys=True).encode()).hexdigest()[:10]
     name = str(data_cfg.source).replace("/", "_").replace(":", "_")[-40:]
-    return f"{name}-{split}-{n}-{extractor_id}-{digest}"
+    return f"{name}-{split}-{n}-{extractor.identity}-{digest}"
 
 
 def real_features(extractor, data: ImageSet, data_cfg, split: str, n: int, progress: bool = False) -> torch.Tensor:
     """Features of the first n images of `data` (8-bit values / 255), cached on disk."""
     n = min(n, len(data))
-    path = cache_dir() / "features" / f"{cache_key(extractor.identity, data_cfg, split, n)}.safetensors"
+    path = cache_dir() / "features" / f"{cache_key(extractor, data_cfg, split, n)}.safetensors"
     if path.exists():
         return load_tensors(path)["features"]
     images = data.images[:n].float() / 255.0

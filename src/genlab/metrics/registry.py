@@ -27,6 +27,7 @@ class MetricContext:
     batch_size: int = 500
     features: str = "domain"  # extractor for FID, KID, precision/recall, memorisation
     classifier: str = "domain"  # classifier for IS and mode coverage
+    precision: str = "fp32"  # the feature extractor's arithmetic: fp32 | bf16 (the classifier's stays fp32)
     iwae_k: int = 5000
     train: ImageSet | None = None  # the training split, for memorisation
     heldout: ImageSet | None = None  # the test split, memorisation's yardstick
@@ -71,7 +72,7 @@ class MetricContext:
     def extractor(self, which: str = "features"):
         from .features import get_extractor
 
-        return get_extractor(getattr(self, which), self.device)
+        return get_extractor(getattr(self, which), self.device, self.precision if which == "features" else "fp32")
 
     def sample_features(self) -> torch.Tensor:
         if "sample_features" not in self._cache:

@@ -16,7 +16,7 @@ from .registry import MetricContext, metric
 def feature_protocol(ctx: MetricContext, n_ref: int) -> dict:
     ext = ctx.extractor()
     return {"extractor": ext.name, "weights": ext.identity, "preprocess": ext.preprocess, "dim": ext.dim,
-            "n_samples": ctx.n, "reference": f"{ctx.run.data.source} {ctx.split}", "n_reference": n_ref,
+            "precision": ext.precision, "n_samples": ctx.n, "reference": f"{ctx.run.data.source} {ctx.split}", "n_reference": n_ref,
             "sample_seed": ctx.seed}
 
 
