@@ -148,3 +148,16 @@ def test_adversarial_family_at_28_32_64_pixels(name, shape):
     with torch.no_grad():
         s = model.sample(2, generator=torch.Generator().manual_seed(0))
     assert s.shape == (2, *shape) and s.min() >= -1 and s.max() <= 1
+
+
+def test_each_loss_brings_its_papers_optimizer_and_the_user_still_wins():
+    from genlab.run import compose
+
+    ns = compose("dcgan")
+    assert (ns.train.optimizer, ns.train.lr, ns.train.beta1, ns.model_cfg.n_critic) == ("adam", 2e-4, 0.5, 1)
+    wgan = compose("gan", overrides=["model.loss=wgan"])  # Arjovsky et al.: RMSprop 5e-5, 5 critic steps
+    assert (wgan.train.optimizer, wgan.train.lr, wgan.model_cfg.n_critic) == ("rmsprop", 5e-5, 5)
+    gp = compose("cgan", overrides=["model.loss=wgan-gp"])  # Gulrajani et al.: Adam 1e-4, betas (0, 0.9)
+    assert (gp.train.lr, gp.train.beta1, gp.train.beta2, gp.model_cfg.n_critic) == (1e-4, 0.0, 0.9, 5)
+    mine = compose("dcgan", flags={"train": {"lr": 3e-4}}, overrides=["model.loss=wgan", "model.n_critic=2"])
+    assert (mine.train.optimizer, mine.train.lr, mine.model_cfg.n_critic) == ("rmsprop", 3e-4, 2)

@@ -14,6 +14,18 @@ class Entry:
     model_cls: type
     config_cls: type
     defaults: dict  # recommended data/train settings, e.g. {"data": {"range": "-11"}}; the user's win
+    variants: tuple[str, dict] | None = None  # (model field, {value: settings}): a variant's own papers' settings
+
+    def recommended(self, model_settings: dict) -> dict:
+        """The model's recommended settings, with those of the variant the user picked on top (a WGAN's
+        RMSprop at 5e-5, say, when model.loss=wgan); everything the user gives still wins over both."""
+        if self.variants is None:
+            return self.defaults
+        from .config import merge
+
+        field, table = self.variants
+        value = model_settings.get(field, getattr(self.config_cls(), field))
+        return merge(self.defaults, table.get(value, {}))
 
     @property
     def summary(self) -> str:
@@ -24,11 +36,12 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, config_cls: type, defaults: dict | None = None):
+def register(name: str, config_cls: type, defaults: dict | None = None, variants: tuple[str, dict] | None = None):
     """Class decorator: make a model buildable by name from its config dataclass.
 
     `defaults` holds the data and train settings the model's paper uses (a GAN's [-1, 1] range and
-    Adam beta1 = 0.5, say); they sit below everything the user gives.
+    Adam beta1 = 0.5, say); `variants` = (field, {value: settings}) adds the settings of the paper behind
+    each value of one model field (a GAN's loss). Both sit below everything the user gives.
     """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config for '{name}' must be a dataclass")
@@ -36,7 +49,7 @@ def register(name: str, config_cls: type, defaults: dict | None = None):
     def wrap(model_cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
-        _REGISTRY[name] = Entry(name, model_cls, config_cls, defaults or {})
+        _REGISTRY[name] = Entry(name, model_cls, config_cls, defaults or {}, variants)
         model_cls.registry_name = name
         return model_cls
 

@@ -78,7 +78,7 @@ def compose(model: str | None = None, config_file: str | None = None, flags: dic
         d = merge(d, over)
     name = (d.get("model") or {}).get("name")
     if name:
-        d = merge(registry.get(name).defaults, d)
+        d = merge(registry.get(name).recommended(d["model"]), d)
     return RunConfig.from_dict(d)
 
 

@@ -46,7 +46,7 @@ from ..errors import UserError
 from ..losses import d_loss, g_loss, gradient_penalty
 from ..registry import register
 from .common import frozen
-from .gan import DCGAN, GAN_DEFAULTS, DCGANConfig, grad_norm
+from .gan import DCGAN, GAN_DEFAULTS, LOSS_DEFAULTS, DCGANConfig, grad_norm
 
 CODES = ("cat", "cont")
 
@@ -127,7 +127,7 @@ class CGANConfig(DCGANConfig):
         check_positive("model.num_classes", self.num_classes, allow_zero=True)
 
 
-@register("cgan", CGANConfig, GAN_DEFAULTS)
+@register("cgan", CGANConfig, GAN_DEFAULTS, LOSS_DEFAULTS)
 class CGAN(_Labelled, DCGAN):
     """Conditional GAN: G(z, one-hot y) and a projection discriminator D(x, y); samples per chosen class."""
 
@@ -168,7 +168,7 @@ class ACGANConfig(DCGANConfig):
         check_positive("model.aux_weight", self.aux_weight, allow_zero=True)
 
 
-@register("acgan", ACGANConfig, GAN_DEFAULTS)
+@register("acgan", ACGANConfig, GAN_DEFAULTS, LOSS_DEFAULTS)
 class ACGAN(_Labelled, DCGAN):
     """AC-GAN: G(z, one-hot y); D's shared features feed a real/fake head and an auxiliary K-way classifier."""
 
@@ -227,7 +227,7 @@ class InfoGANConfig(DCGANConfig):
             raise UserError("infogan needs at least one code: model.n_cat >= 2 or model.n_cont >= 1")
 
 
-@register("infogan", InfoGANConfig, GAN_DEFAULTS)
+@register("infogan", InfoGANConfig, GAN_DEFAULTS, LOSS_DEFAULTS)
 class InfoGAN(DCGAN):
     """InfoGAN: G(z, c) with categorical and continuous codes; Q(c | x) on D's features maximises a bound on I(c; x)."""
 

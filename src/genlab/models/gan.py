@@ -24,14 +24,23 @@ from ..train.optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
 
 SIGMOID_LOSSES = ("minimax", "nonsaturating")
-GAN_DEFAULTS = {"data": {"range": "-11"}, "train": {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "monitor_modes": True}}
+GAN_DEFAULTS = {"data": {"range": "-11"},
+                "train": {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "batch_size": 64, "monitor_modes": True}}
+# each loss's own paper: WGAN (Arjovsky et al. 2017, Algorithm 1) RMSprop 5e-5 and 5 critic steps;
+# WGAN-GP (Gulrajani et al. 2017, Algorithm 1) Adam 1e-4, betas (0, 0.9), 5 critic steps
+LOSS_DEFAULTS = ("loss", {
+    "wgan": {"model": {"n_critic": 5}, "train": {"optimizer": "rmsprop", "lr": 5e-5}},
+    "wgan-gp": {"model": {"n_critic": 5}, "train": {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9}},
+})
 
 
 @dataclass
 class GANConfig:
     arch: str = "mlp"  # mlp | conv
     latent_dim: int = 64
-    hidden: tuple[int, ...] = (256, 512)  # MLP generator widths; the discriminator uses them reversed
+    hidden: tuple[int, ...] = (256, 512, 1024)  # MLP generator widths; the discriminator uses them reversed
+    batch_norm: bool = True  # MLP generator: Linear -> BatchNorm -> ReLU
+    dropout: float = 0.3  # MLP discriminator: dropout after each hidden layer
     width: int = 64  # conv: channels at full resolution, doubling with depth
     loss: str = "nonsaturating"  # minimax | nonsaturating | wgan | wgan-gp | lsgan | hinge
     n_critic: int = 1  # discriminator steps per generator step
@@ -50,11 +59,13 @@ class GANConfig:
         check_positive("model.n_critic", self.n_critic)
         for name in ("clip", "gp_weight", "lr_g", "lr_d"):
             check_positive(f"model.{name}", getattr(self, name), allow_zero=True)
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"model.dropout is a rate in [0, 1), got {self.dropout}")
         if self.norm == "batch" and self.loss == "wgan-gp":
             raise UserError("wgan-gp penalises per-sample gradients, which batch norm mixes: use model.norm=layer or none")
 
 
-@register("gan", GANConfig, GAN_DEFAULTS)
+@register("gan", GANConfig, GAN_DEFAULTS, LOSS_DEFAULTS)
 class GAN(DiscriminatorHealth, nn.Module):
     """The original GAN: MLP generator and discriminator, minimax or non-saturating loss, k D steps per G step."""
 
@@ -78,8 +89,8 @@ class GAN(DiscriminatorHealth, nn.Module):
         if cfg.arch == "conv":
             return (DCGenerator(info.shape, cfg.latent_dim, cfg.width),
                     DCDiscriminator(info.shape, cfg.width, self.d_norm(), cfg.spectral_norm))
-        return (MLPGenerator(info.shape, cfg.latent_dim, cfg.hidden),
-                MLPDiscriminator(info.shape, tuple(reversed(cfg.hidden)), cfg.spectral_norm))
+        return (MLPGenerator(info.shape, cfg.latent_dim, cfg.hidden, cfg.batch_norm),
+                MLPDiscriminator(info.shape, tuple(reversed(cfg.hidden)), cfg.spectral_norm, cfg.dropout))
 
     # ------------------------------------------------------------ capabilities
     def critic(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,6 +179,6 @@ class DCGANConfig(GANConfig):
     latent_dim: int = 100
 
 
-@register("dcgan", DCGANConfig, GAN_DEFAULTS)
+@register("dcgan", DCGANConfig, GAN_DEFAULTS, LOSS_DEFAULTS)
 class DCGAN(GAN):
     """DCGAN: strided and transposed convolutions, batch norm, ReLU/Tanh generator, LeakyReLU discriminator; any GAN loss."""

@@ -102,14 +102,17 @@ class DCDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """z: B x in_dim -> pre-activation image, through ReLU layers (the original GAN's generator)."""
+    """z: B x in_dim -> pre-activation image, through ReLU layers (the original GAN's generator); with
+    `batch_norm`, each hidden layer is Linear -> BatchNorm -> ReLU, as the common reference implementations
+    train it (without it the MLP game collapses to one or two digits on MNIST within an epoch)."""
 
-    def __init__(self, shape: tuple[int, int, int], in_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, int, int], in_dim: int, hidden: tuple[int, ...], batch_norm: bool = False):
         super().__init__()
         c, h, w = shape
         layers: list[nn.Module] = []
         for a, b in zip((in_dim, *hidden[:-1]), hidden):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+            layers += [nn.Linear(a, b, bias=not batch_norm), nn.BatchNorm1d(b), nn.ReLU()] if batch_norm \
+                else [nn.Linear(a, b), nn.ReLU()]
         layers.append(nn.Linear(hidden[-1] if hidden else in_dim, c * h * w))
         self.body = nn.Sequential(*layers)
         self.shape = shape
@@ -119,16 +122,17 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x -> features through LeakyReLU layers; heads live in the model."""
+    """x -> features through LeakyReLU layers, each followed by dropout at rate `dropout` (Goodfellow et al.
+    regularised their discriminator with dropout); heads live in the model."""
 
-    def __init__(self, shape: tuple[int, int, int], hidden: tuple[int, ...], sn: bool = False):
+    def __init__(self, shape: tuple[int, int, int], hidden: tuple[int, ...], sn: bool = False, dropout: float = 0.0):
         super().__init__()
         wrap = spectral_norm if sn else (lambda m: m)
         c, h, w = shape
         dims = (c * h * w, *hidden)
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [wrap(nn.Linear(a, b)), nn.LeakyReLU(0.2)]
+            layers += [wrap(nn.Linear(a, b)), nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout else [])
         self.body = nn.Sequential(*layers)
         self.out_features = dims[-1]
         self.sn = sn
