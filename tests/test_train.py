@@ -1,6 +1,7 @@
 """The trainer: resume after a kill is bit-exact, divergence is caught, run folders are safe to load,
 data parallelism keeps replicas identical."""
 import json
+import math
 import os
 import pickle
 import signal
@@ -229,3 +230,18 @@ def test_stepper_clips_the_global_gradient_norm():
     stepper.step((w * torch.tensor([30.0, 40.0, 0.0])).sum())  # gradient (30, 40, 0), norm 50
     assert float(stepper.last_grad_norm) == pytest.approx(50.0)
     assert torch.allclose(w.detach(), -torch.tensor([0.3, 0.4, 0.0]))  # the step used the clipped gradient
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
+    """train.amp=bf16 and train.channels_last run on CPU (AMX units); fp16 still needs CUDA."""
+    run = compose("dcgan", flags={"data": {"source": "digits", "limit": 128},
+                                  "train": {"epochs": 1, "batch_size": 32, "samples": 0, "monitor_modes": False,
+                                            "amp": "bf16", "channels_last": True, "log_every": 1}},
+                  overrides=["model.width=8"])
+    train(run, tmp_path / "bf16", quiet=True)
+    rows = [json.loads(l) for l in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss_d"] for r in rows if r["event"] == "train"]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert not any(v.dtype == torch.bfloat16 for v in weights(tmp_path / "bf16").values())  # fp32 weights kept
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        train(tiny_run(amp="fp16", device="cpu"), tmp_path / "fp16", quiet=True)

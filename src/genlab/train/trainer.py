@@ -49,8 +49,8 @@ class TrainConfig(OptimConfig):
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "off"  # off | bf16 | fp16 (CUDA only)
-    channels_last: bool = False  # CUDA only
+    amp: str = "off"  # off | bf16 (CPU or CUDA autocast) | fp16 (CUDA only, with a grad scaler)
+    channels_last: bool = False  # NHWC memory for conv models
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off
     log_every: int = 50
     ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
@@ -109,8 +109,8 @@ class Trainer:
         self.dist = ddp.init("cuda" if self.cfg.device.startswith("cuda") or
                              (self.cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = pick_device(self.cfg.device, self.dist.local_rank)
-        if self.cfg.amp != "off" and self.device.type != "cuda":
-            raise UserError("train.amp needs a CUDA device; leave it off on CPU")
+        if self.cfg.amp == "fp16" and self.device.type != "cuda":
+            raise UserError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16 (AMX/AVX-512 bf16 units)")
 
         # data: load-time transforms once, batch-time transforms per batch
         splits = load_data(run.data.source)
@@ -129,7 +129,7 @@ class Trainer:
         # model, optimizers, EMA: the same initial weights on every rank
         torch.manual_seed(self.cfg.seed)
         self.model = registry.build(run.model, run.model_cfg, self.info).to(self.device)
-        if self.cfg.channels_last and self.device.type == "cuda":
+        if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizers = self.model.configure_optimizers(self.cfg)
         scaler = torch.amp.GradScaler("cuda") if self.cfg.amp == "fp16" else None
@@ -351,7 +351,7 @@ class Trainer:
                     self.seed_step()
                     batch = self.loader.batch(order, b, with_index)
                     x = batch[0]
-                    if cfg.channels_last and self.device.type == "cuda":
+                    if cfg.channels_last:
                         batch = (x.contiguous(memory_format=torch.channels_last), *batch[1:])
                     f = lr_factor(cfg, self.step, self.total)
                     for s in self.steppers.values():
