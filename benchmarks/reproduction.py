@@ -1,0 +1,166 @@
+"""The reproduction table: genlab's converged runs beside the papers' numbers (issue 10).
+
+    python benchmarks/reproduction.py collect RUN_DIR NAME   # copy a run's small artefacts to docs/reproduction/NAME
+    python benchmarks/reproduction.py table                  # write REPRODUCTION.md from docs/reproduction/*/
+
+`collect` keeps config.json, eval.json and metrics.jsonl (never the weights), the run's last sample grid and
+a learning curve (curve.png: the model's metric against training time). `table` reads every target below,
+takes the measured number from the collected eval.json, the budget from metrics.jsonl and config.json, and
+writes REPRODUCTION.md; a target without a collected run is listed as not yet run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ART = ROOT / "docs" / "reproduction"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # artefact folder under docs/reproduction/
+    model: str
+    result: tuple[str, str]  # (eval.json key, field)
+    target: float  # issue 10's bar; lower is better for every row
+    paper: str  # the published figure and its source
+    protocol: str
+    recipe: str  # configs/*.toml
+    evaluate: str  # the eval command's options
+    curve: tuple[str, str]  # (metrics.jsonl event, field) drawn against training time
+    unit: str = ""
+
+
+FID = "Inception FID (2015-12-05 weights, (p-128)/128), 10,000 samples vs the 10,000 MNIST test images"
+TARGETS = [
+    Target("dcgan_ns", "DCGAN, non-saturating", ("fid@inception", "fid"), 10, "6.8 (NS GAN, Lucic et al. 2018) [S]",
+           FID, "dcgan_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
+           ("modes", "kl_data_to_samples")),
+    Target("wgan_gp", "DCGAN, WGAN-GP", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
+           "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", ("modes", "kl_data_to_samples")),
+    Target("gan_minimax", "GAN, minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]", FID,
+           "gan_minimax_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
+           ("modes", "kl_data_to_samples")),
+    Target("vae_conv", "VAE (conv)", ("fid@inception", "fid"), 25, "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", FID,
+           "vae_conv_mnist.toml", "--metrics fid,pr --features inception --n 10000", ("test", "neg_elbo")),
+    Target("vae_conv", "VAE (conv)", ("nll", "nll_nats"), 88,
+           "89.78 (pythae, static binarisation); 86.76 (Burda et al. 2016, one layer) [S]",
+           "dynamically binarised MNIST, test images binarised once (seed 0), IWAE bound k = 5000",
+           "vae_conv_mnist.toml", "--metrics nll --iwae-k 5000", ("test", "neg_elbo"), " nats"),
+    Target("gated_pixelcnn", "Gated PixelCNN", ("nll", "nll_nats"), 85, "81.50 (pytorch-generative); 81.30 PixelCNN [S]",
+           "dynamically binarised MNIST, all 10,000 test images binarised once (seed 0), exact NLL",
+           "gated_pixelcnn_mnist.toml", "--metrics nll --n 10000", ("test", "loss"), " nats"),
+    Target("glow", "Glow", ("nll", "bits_per_dim"), 1.3, "1.05 [U]",
+           "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
+           "glow_mnist.toml", "--metrics nll --n 10000", ("test", "bits_per_dim"), " bits/dim"),
+    Target("realnvp", "RealNVP", ("nll", "bits_per_dim"), 1.4, "1.06 [U]",
+           "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
+           "realnvp_mnist.toml", "--metrics nll --n 10000", ("test", "bits_per_dim"), " bits/dim"),
+]
+
+
+def events(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def draw_curve(folder: Path, target: Target) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    event, field = target.curve
+    pts = [(e["time_s"] / 60, e[field]) for e in events(folder) if e["event"] == event and field in e]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(*zip(*pts), marker="o", ms=3)
+    ax.set_xlabel("training time (min, this CPU)")
+    ax.set_ylabel(f"{event} {field}")
+    ax.set_title(target.model, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "curve.png", dpi=110)
+    plt.close(fig)
+    return folder / "curve.png"
+
+
+def collect(run_dir: Path, name: str) -> None:
+    target = next((t for t in TARGETS if t.name == name), None)
+    if target is None:
+        sys.exit(f"unknown target '{name}'; one of {[t.name for t in TARGETS]}")
+    dest = ART / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "eval.json", "metrics.jsonl"):
+        if (run_dir / f).exists():
+            shutil.copy2(run_dir / f, dest / f)
+    grids = sorted((run_dir / "samples").glob("epoch_*.png"))
+    if (run_dir / "sample.png").exists():
+        shutil.copy2(run_dir / "sample.png", dest / "samples.png")
+    elif grids:
+        shutil.copy2(grids[-1], dest / "samples.png")
+    draw_curve(dest, target)
+    print(f"collected {run_dir} -> {dest}")
+
+
+def budget(folder: Path) -> str:
+    ev = [e for e in events(folder) if e["event"] == "train"]
+    cfg = json.loads((folder / "config.json").read_text())
+    if not ev:
+        return ""
+    last = ev[-1]
+    hours = last["time_s"] / 3600
+    images = last["step"] * cfg["train"]["batch_size"]
+    return f"{hours:.2f} h on 1 core; {last['epoch']:.0f} epochs, {images / 1e6:.2f} M images"
+
+
+def table() -> str:
+    lines = ["# Reproduction table", "",
+             "genlab's runs on this project's CPU beside the published numbers (issue 10). Written by",
+             "`python benchmarks/reproduction.py table` from the artefacts in docs/reproduction/ (config.json,",
+             "eval.json, metrics.jsonl, a learning curve and a sample grid per run; the weights are not kept).",
+             "Lower is better in every row. [S] = quoted by another source; [U] = not verified (shared/REFERENCES.md).", "",
+             "| model | genlab | target | published | protocol | budget | reproduce |", "|---|---|---|---|---|---|---|"]
+    figures = []
+    for t in TARGETS:
+        folder = ART / t.name
+        ev_path = folder / "eval.json"
+        key, field = t.result
+        value = json.loads(ev_path.read_text()).get(key, {}).get(field) if ev_path.exists() else None
+        run = f"runs/{t.name}"
+        cmd = (f"`genlab train --config configs/{t.recipe} --out {run}`; `genlab eval {run} {t.evaluate}`")
+        if value is None:
+            lines.append(f"| {t.model} | not yet run | {t.target}{t.unit} | {t.paper} | {t.protocol} | | {cmd} |")
+            continue
+        met = "meets" if value <= t.target else "misses"
+        lines.append(f"| {t.model} | **{value:.2f}**{t.unit} ({met}) | {t.target}{t.unit} | {t.paper} | {t.protocol} | "
+                     f"{budget(folder)} | {cmd} |")
+        pics = [f"![{t.model} {p}]({folder.relative_to(ROOT) / p})" for p in ("curve.png", "samples.png")
+                if (folder / p).exists()]
+        if pics and not any(str(folder.relative_to(ROOT)) in f for f in figures):  # one figure pair per run
+            figures.append(f"### {t.model} ({t.name})\n\n" + " ".join(pics) + "\n")
+    return "\n".join(lines) + "\n\n## Learning curves and samples\n\n" + "\n".join(figures)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("name")
+    sub.add_parser("table")
+    args = p.parse_args()
+    if args.cmd == "collect":
+        collect(args.run_dir, args.name)
+    else:
+        (ROOT / "REPRODUCTION.md").write_text(table())
+        print(f"wrote {ROOT / 'REPRODUCTION.md'}")
+
+
+if __name__ == "__main__":
+    main()
