@@ -31,35 +31,37 @@ class Target:
     protocol: str
     recipe: str  # configs/*.toml
     evaluate: str  # the eval command's options
-    curve: tuple[str, str]  # (metrics.jsonl event, field) drawn against training time
+    curve: tuple[tuple[str, str], ...]  # (metrics.jsonl event, field) drawn against training time: the first logged
     unit: str = ""
 
 
+# the monitor's domain FID of 1000 samples per epoch; runs from before it was logged show the class KL
+GAN_CURVE = (("modes", "fid_1k"), ("modes", "kl_data_to_samples"))
 FID = "Inception FID (2015-12-05 weights, (p-128)/128), 10,000 samples vs the 10,000 MNIST test images"
 TARGETS = [
     Target("dcgan_ns", "DCGAN, non-saturating", ("fid@inception", "fid"), 10, "6.8 (NS GAN, Lucic et al. 2018) [S]",
            FID, "dcgan_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
-           ("modes", "kl_data_to_samples")),
+           GAN_CURVE),
     Target("wgan_gp", "DCGAN, WGAN-GP", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
-           "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", ("modes", "kl_data_to_samples")),
+           "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE),
     Target("gan_minimax", "GAN, minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]", FID,
            "gan_minimax_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
-           ("modes", "kl_data_to_samples")),
+           GAN_CURVE),
     Target("vae_conv", "VAE (conv)", ("fid@inception", "fid"), 25, "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", FID,
-           "vae_conv_mnist.toml", "--metrics fid,pr --features inception --n 10000", ("test", "neg_elbo")),
+           "vae_conv_mnist.toml", "--metrics fid,pr --features inception --n 10000", (("test", "neg_elbo"),)),
     Target("vae_conv", "VAE (conv)", ("nll", "nll_nats"), 88,
            "89.78 (pythae, static binarisation); 86.76 (Burda et al. 2016, one layer) [S]",
            "dynamically binarised MNIST, test images binarised once (seed 0), IWAE bound k = 5000",
-           "vae_conv_mnist.toml", "--metrics nll --iwae-k 5000", ("test", "neg_elbo"), " nats"),
+           "vae_conv_mnist.toml", "--metrics nll --iwae-k 5000", (("test", "neg_elbo"),), " nats"),
     Target("gated_pixelcnn", "Gated PixelCNN", ("nll", "nll_nats"), 85, "81.50 (pytorch-generative); 81.30 PixelCNN [S]",
            "dynamically binarised MNIST, all 10,000 test images binarised once (seed 0), exact NLL",
-           "gated_pixelcnn_mnist.toml", "--metrics nll --n 10000", ("test", "loss"), " nats"),
+           "gated_pixelcnn_mnist.toml", "--metrics nll --n 10000", (("test", "loss"),), " nats"),
     Target("glow", "Glow", ("nll", "bits_per_dim"), 1.3, "1.05 [U]",
            "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
-           "glow_mnist.toml", "--metrics nll --n 10000", ("test", "bits_per_dim"), " bits/dim"),
+           "glow_mnist.toml", "--metrics nll --n 10000", (("test", "bits_per_dim"),), " bits/dim"),
     Target("realnvp", "RealNVP", ("nll", "bits_per_dim"), 1.4, "1.06 [U]",
            "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
-           "realnvp_mnist.toml", "--metrics nll --n 10000", ("test", "bits_per_dim"), " bits/dim"),
+           "realnvp_mnist.toml", "--metrics nll --n 10000", (("test", "bits_per_dim"),), " bits/dim"),
 ]
 
 
@@ -74,9 +76,12 @@ def draw_curve(folder: Path, target: Target) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    event, field = target.curve
-    pts = [(e["time_s"] / 60, e[field]) for e in events(folder) if e["event"] == event and field in e]
-    if not pts:
+    log = events(folder)
+    for event, field in target.curve:
+        pts = [(e["time_s"] / 60, e[field]) for e in log if e["event"] == event and field in e]
+        if pts:
+            break
+    else:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(*zip(*pts), marker="o", ms=3)
@@ -119,26 +124,45 @@ def budget(folder: Path) -> str:
     return f"{hours:.2f} h on 1 core; {last['epoch']:.0f} epochs, {images / 1e6:.2f} M images"
 
 
+BESIDE = [  # (eval.json key, field, label): the figures printed beside the headline when measured
+    ("fid", "fid", "domain FID"), ("kid@inception", "kid", "KID"), ("pr@inception", "precision", "precision"),
+    ("pr@inception", "recall", "recall"), ("pr", "precision", "domain precision"), ("pr", "recall", "domain recall"),
+    ("modes", "classes_covered", "classes covered"), ("nll", "neg_elbo_nats", "-ELBO"),
+]
+
+
+def beside(ev: dict, headline: tuple[str, str]) -> str:
+    out = []
+    for key, field, label in BESIDE:
+        value = ev.get(key, {}).get(field)
+        if value is not None and (key, field) != headline:
+            out.append(f"{label} {value:.3g}" if isinstance(value, float) else f"{label} {value}")
+    return "; ".join(out)
+
+
 def table() -> str:
     lines = ["# Reproduction table", "",
              "genlab's runs on this project's CPU beside the published numbers (issue 10). Written by",
              "`python benchmarks/reproduction.py table` from the artefacts in docs/reproduction/ (config.json,",
              "eval.json, metrics.jsonl, a learning curve and a sample grid per run; the weights are not kept).",
              "Lower is better in every row. [S] = quoted by another source; [U] = not verified (shared/REFERENCES.md).", "",
-             "| model | genlab | target | published | protocol | budget | reproduce |", "|---|---|---|---|---|---|---|"]
+             "| model | genlab | target | published | beside it | protocol | budget | reproduce |",
+             "|---|---|---|---|---|---|---|---|"]
     figures = []
     for t in TARGETS:
         folder = ART / t.name
         ev_path = folder / "eval.json"
         key, field = t.result
-        value = json.loads(ev_path.read_text()).get(key, {}).get(field) if ev_path.exists() else None
+        ev = json.loads(ev_path.read_text()) if ev_path.exists() else {}
+        value = ev.get(key, {}).get(field)
         run = f"runs/{t.name}"
         cmd = (f"`genlab train --config configs/{t.recipe} --out {run}`; `genlab eval {run} {t.evaluate}`")
         if value is None:
-            lines.append(f"| {t.model} | not yet run | {t.target}{t.unit} | {t.paper} | {t.protocol} | | {cmd} |")
+            lines.append(f"| {t.model} | not yet run | {t.target}{t.unit} | {t.paper} | | {t.protocol} | | {cmd} |")
             continue
         met = "meets" if value <= t.target else "misses"
-        lines.append(f"| {t.model} | **{value:.2f}**{t.unit} ({met}) | {t.target}{t.unit} | {t.paper} | {t.protocol} | "
+        lines.append(f"| {t.model} | **{value:.2f}**{t.unit} ({met}) | {t.target}{t.unit} | {t.paper} | "
+                     f"{beside(ev, t.result)} | {t.protocol} | "
                      f"{budget(folder)} | {cmd} |")
         pics = [f"![{t.model} {p}]({folder.relative_to(ROOT) / p})" for p in ("curve.png", "samples.png")
                 if (folder / p).exists()]

@@ -245,3 +245,19 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
     assert not any(v.dtype == torch.bfloat16 for v in weights(tmp_path / "bf16").values())  # fp32 weights kept
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train(tiny_run(amp="fp16", device="cpu"), tmp_path / "fp16", quiet=True)
+
+
+def test_mode_monitor_logs_coverage_and_a_fid_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    run = compose("dcgan", flags={"data": {"source": "mnist", "limit": 128},
+                                  "train": {"epochs": 2, "batch_size": 64, "samples": 0, "log_every": 1}},
+                  overrides=["model.width=8"])
+    assert run.train.monitor_modes  # on by default for GANs
+    train(run, tmp_path / "run", quiet=True)
+    modes = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(l)["event"] == "modes"]
+    assert [m["epoch"] for m in modes] == [1.0, 2.0]
+    for m in modes:
+        assert sum(m["histogram"]) == 1000 and 1 <= m["classes_covered"] <= 10
+        assert math.isfinite(m["fid_1k"]) and m["fid_1k"] > 0
+    assert list((tmp_path / "cache" / "features").glob("mnist-test-1000-*.safetensors"))  # one reference, reused

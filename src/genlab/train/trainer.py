@@ -237,7 +237,9 @@ class Trainer:
         """Class coverage of fresh samples under a domain classifier; warns on mode collapse."""
         if not (self.cfg.monitor_modes and self.dist.main and hasattr(self.model, "sample")):
             return
+        from ..metrics.cache import real_features
         from ..metrics.features import get_extractor
+        from ..metrics.frechet import fid_from_features
         from ..metrics.modes import class_distribution, mode_coverage
 
         try:
@@ -257,6 +259,11 @@ class Trainer:
         k = probs.shape[1]
         data = class_distribution(labels, k) if labels is not None else torch.full((k,), 1 / k, dtype=torch.float64)
         cov = mode_coverage(probs.argmax(1).cpu(), data)
+        # a learning curve for models without a loss to watch: the classifier's FID of these samples against as
+        # many real images (cached; biased upwards at n = 1000, so compare epochs, not runs of other sizes)
+        ref = self.test if self.test is not None else self.loader.data
+        real = real_features(clf, ref, self.run.data, "test" if self.test is not None else "train", MONITOR_SAMPLES)
+        cov["fid_1k"] = fid_from_features(clf.features(images), real)
         self._log("modes", {k_: v for k_, v in cov.items()})
         if cov["classes_covered"] <= k // 2 or cov["max_class_share"] > 0.5:
             self.warn(f"possible mode collapse: samples cover {cov['classes_covered']}/{k} classes, the largest "
