@@ -6,7 +6,7 @@
   at the pool layer), so the Inception Score is computed with a domain classifier instead.
   Preprocessing, as clean-fid and the weights' own package: quantise to 8 bits, grey -> RGB by repetition,
   bicubic resize to 299x299 (antialiased), then (p - 128) / 128 for 8-bit levels p (white = 127/128, not 1).
-  The network runs channels-last (the same numbers, 1.3x faster on CPU); `precision="bf16"` runs it under
+  The network runs channels-last (the same numbers, 1.1-1.3x faster on CPU); `precision="bf16"` runs it under
   bfloat16 autocast (2.5x faster on AMX CPUs; features move by about 2%, see BENCHMARKS.md).
 - `domain`: genlab's MNIST classifier shipped in the package (penultimate 128-d features, softmax
   probabilities), or `domain:DIR` for a classifier run folder from `genlab train classifier`.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, unknown
 
 SHIPPED_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "mnist_classifier"
 INCEPTION_SIDE = 299
@@ -144,8 +144,6 @@ PRECISIONS = ("fp32", "bf16")
 def get_extractor(spec: str = "domain", device: str | torch.device = "cpu", precision: str = "fp32") -> Extractor:
     """'inception', 'inception:PATH', 'domain' (the shipped MNIST classifier) or 'domain:DIR'."""
     if precision not in PRECISIONS:
-        from ..errors import unknown
-
         raise unknown("extractor precision", precision, PRECISIONS)
     key = (spec, str(device), precision)
     if key in _LOADED:
@@ -174,8 +172,6 @@ def get_extractor(spec: str = "domain", device: str | torch.device = "cpu", prec
                               model.cfg.features, f"8-bit quantised, native size {'x'.join(map(str, cfg.info.shape))}",
                               model, cfg.info.shape, is_classifier=True, batch_size=500)
     else:
-        from ..errors import unknown
-
         raise unknown("feature extractor", kind, ["inception", "domain"])
     ext.precision = precision
     _LOADED[key] = ext
