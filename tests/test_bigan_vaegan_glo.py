@@ -173,7 +173,7 @@ def test_lap1_constant_images_differ_only_in_the_coarsest_level():
     assert len(terms) == 4
     for t in terms[:-1]:
         assert float(t) < 1e-5
-    assert float(terms[-1]) == pytest.approx(4.0 ** -3 * 0.75 * 16, rel=1e-5)  # 2^(-2j) |c1 - c2| (4 x 4 pixels)
+    assert float(terms[-1]) == pytest.approx(4.0 ** 3 * 0.75 * 16, rel=1e-5)  # 2^(2j) |c1 - c2| (4 x 4 pixels)
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 7, 9), (1, 8, 8)])
@@ -187,11 +187,21 @@ def test_laplacian_pyramid_is_invertible(shape):
     assert torch.allclose(g, x, atol=1e-5)
 
 
-def test_lap1_weights_levels_by_4_to_the_minus_j():
+def test_lap1_weights_levels_by_4_to_the_j():
     x, y = images(1, (1, 16, 16)), images(1, (1, 16, 16), seed=3)
     raw = [(a - b).abs().sum() for a, b in zip(laplacian_pyramid(x, 3), laplacian_pyramid(y, 3))]
     for j, t in enumerate(lap1_levels(x, y, 3)):
-        assert float(t) == pytest.approx(float(raw[j]) / 4**j, rel=1e-6)
+        assert float(t) == pytest.approx(float(raw[j]) * 4**j, rel=1e-6)
+
+
+def test_lap1_tells_a_black_from_a_white_background():
+    """The mean brightness is not free: a digit on white is far from the same digit on black."""
+    x = torch.full((1, 1, 28, 28), -1.0)
+    x[..., 8:20, 12:16] = 1.0  # a stroke on black
+    white = x.clone()
+    white[x < 0] = 1.0
+    black = torch.full_like(x, -1.0)
+    assert float(lap1(white, x, 4)) > 4 * float(lap1(black, x, 4))
 
 
 def _glo(n=10, shape=(1, 8, 8), **cfg):
