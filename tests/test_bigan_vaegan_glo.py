@@ -320,3 +320,21 @@ def test_glo_trains_through_the_trainer_with_indices(tmp_path):
     init = registry.build("glo", cfg.model_cfg, cfg.info).latents.weight.detach()
     assert (model.latents.weight != init).any(1).all()  # one epoch reached every image's latent
     assert model.sample(3).shape == (3, 1, 8, 8)
+
+
+def test_glo_latents_start_at_their_images_pca_coordinates():
+    model = _glo(n=30, latent_dim=4)
+    x = images(12, (1, 8, 8), seed=5)
+    x[1] = x[0]  # two copies of one image
+    before = model.latents.weight.detach().clone()
+    index = torch.arange(12)
+    model.pca_init(x, index)
+    z = model.latents.weight.detach()
+    assert torch.allclose(z[:12].norm(dim=1), torch.ones(12), atol=1e-5)
+    assert torch.allclose(z[0], z[1]) and not torch.allclose(z[0], z[2])
+    assert torch.equal(z[12:], before[12:])  # unseen rows wait for their image
+    flat = x.flatten(1) - x.flatten(1).mean(0)
+    top = torch.linalg.svd(flat, full_matrices=False)[2][0]  # the first principal axis
+    assert torch.allclose(z[:12, 0].abs(), (flat @ top).abs() / (flat @ model.pca_axes).norm(dim=1), atol=1e-4)
+    model.pca_init(images(12, (1, 8, 8), seed=6), index)  # seen rows are not initialised twice
+    assert torch.equal(model.latents.weight.detach(), z)

@@ -20,8 +20,11 @@ G is the DCGAN generator (as in the paper), whose output goes through the data r
 [-1, 1], sigmoid for [0, 1]); odd image sides are generated one pixel larger and cropped.
 
 Latents: an N x latent_dim table (one row per training image, N = DataInfo.num_train or model.num_train),
-initialised from N(0, I) and projected to the unit sphere (the paper initialises by PCA of the pixels,
-which needs the data at build time; a random start on the sphere is used instead). The table and G take
+initialised by PCA of the pixels as in the paper, lazily: the first batch fixes the principal axes (as many
+as it has images minus one, at most latent_dim), and each row becomes its image's coordinates on them,
+projected to the unit sphere, the first time its image is in a batch (axes beyond the batch keep a small
+share of the random start). From random rows alone, G has to learn 60k arbitrary code -> image pairs and
+on MNIST still drew the mean image for every code after an epoch. The table and G take
 one step per batch from one optimizer (two parameter groups: model.lr_z for the table), and every row is
 projected back onto the unit sphere (L2 norm 1) after the step. The table's gradient is dense (N x d,
 zero off the batch), so the configured optimizer and the trainer's clipping and all-reduce apply as
@@ -49,6 +52,7 @@ from ..errors import UserError
 from ..losses import output_link, squared_error
 from ..nn import DCGenerator, crop_to, even_shape
 from ..registry import register
+from ..train.distributed import all_gather_rows
 from ..train.optim import make_optimizer
 from .common import frozen
 
@@ -146,6 +150,11 @@ class GLO(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(d))
         self.register_buffer("latent_chol", torch.eye(d))
         self.register_buffer("latent_fitted", torch.zeros(()))  # 1.0 once fitted (float: broadcastable by any backend)
+        # PCA initialisation: the first batch's principal axes (D x d; zero columns past its rank), rows set so far
+        self.register_buffer("pca_mean", torch.zeros(info.dim))
+        self.register_buffer("pca_axes", torch.zeros(info.dim, d))
+        self.register_buffer("pca_fitted", torch.zeros(()))
+        self.register_buffer("row_initialised", torch.zeros(n, dtype=torch.bool))
 
     # ------------------------------------------------------------ loss
     def recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -210,12 +219,35 @@ class GLO(nn.Module):
                   {"params": [self.latents.weight], "lr": self.cfg.lr_z or cfg.lr}]
         return {"main": make_optimizer(groups, cfg)}
 
+    @torch.no_grad()
+    def pca_init(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """Rows of `index` seen for the first time <- their images' PCA coordinates, on the unit sphere.
+        Under data parallelism every rank sees every rank's batch here, so the table stays identical."""
+        if bool(self.row_initialised.all()):
+            return
+        flat, index = all_gather_rows(x.flatten(1)), all_gather_rows(index)  # B x D, B
+        if not bool(self.pca_fitted):
+            self.pca_mean.copy_(flat.mean(0))
+            _, _, vt = torch.linalg.svd(flat - self.pca_mean, full_matrices=False)  # rows: principal axes
+            k = min(self.cfg.latent_dim, len(flat) - 1)
+            self.pca_axes.zero_()
+            self.pca_axes[:, :k] = vt[:k].T
+            self.pca_fitted.fill_(1.0)
+        new = ~self.row_initialised[index]
+        if bool(new.any()):
+            rows = index[new]
+            coords = (flat[new] - self.pca_mean) @ self.pca_axes  # b x d, zero past the batch's rank
+            start = 0.01 * self.latents.weight[rows] * (self.pca_axes.abs().sum(0) == 0)  # the unused axes
+            self.latents.weight[rows] = to_sphere(coords / coords.norm(dim=1, keepdim=True).clamp_min(1e-12) + start)
+            self.row_initialised[rows] = True
+
     def train_step(self, batch, opts, step: int) -> dict[str, torch.Tensor]:
         if len(batch) < 3:
             raise UserError("glo learns one latent per training image and needs each batch's indices: "
                             "train_step((x, y, index), ...); the genlab trainer passes them to models with "
                             "needs_indices = True")
         x, _, index = batch[:3]
+        self.pca_init(x, index)
         loss = self.recon_loss(self.decode(self.latents(index)), x).mean()
         opts["main"].step(loss)
         with torch.no_grad():  # back onto the unit sphere (every row: Adam's momentum moves rows off the batch too)
