@@ -8,7 +8,8 @@ digits its samples cover after each epoch, and whether it warned of mode collaps
 A class counts as covered when it receives at least 10% of its share of the data (trainer's monitor).
 The autoregressive models are left out by default: 1000 samples per epoch take them 10 min to 2 h on a CPU.
 Nothing but the mode monitor is switched on (`train.monitor_modes=true`, already the GANs' default);
-the seed is 0. Prints a Markdown table; each run folder keeps its metrics.jsonl and sample grids.
+the seed is 0. Prints a Markdown table; each run folder keeps its metrics.jsonl and sample grids. A case whose
+folder holds a finished run is read, not trained again (an interrupted case resumes from its checkpoint).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 # name: (registered model, --set overrides beyond the defaults: only the variant being tested)
@@ -44,24 +44,28 @@ CASES = {
 SLOW = ("pixelcnn", "gated_pixelcnn", "pixelrnn")
 
 
+def read_events(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def run_case(name: str, out: Path, epochs: int, threads: int) -> dict:
+    """Train the case in out/NAME (resuming what is there: a finished run is only read) and read its monitor."""
     model, sets = CASES[name]
     folder = out / name
     cmd = [sys.executable, "-m", "genlab.cli", "train", model, "--data", "mnist", "--epochs", str(epochs),
            "--seed", "0", "--set", "train.monitor_modes=true", *[a for s in sets for a in ("--set", s)],
            "--out", str(folder), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    events = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()] \
-        if (folder / "metrics.jsonl").exists() else []
+    events = read_events(folder)
     modes = [e for e in events if e["event"] == "modes"]
     return {"name": name, "model": model, "settings": " ".join(sets) or "defaults", "rc": proc.returncode,
             "covered": [int(e["classes_covered"]) for e in modes],
             "largest": modes[-1]["max_class_share"] if modes else None,
             "kl": modes[-1]["kl_data_to_samples"] if modes else None,
-            "warnings": proc.stderr.count("possible mode collapse"), "seconds": seconds,
+            "warnings": sum(e["event"] == "warning" and "mode collapse" in e["message"] for e in events),
+            "seconds": max((e["time_s"] for e in events if e["event"] == "train"), default=0.0),
             "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else ""}
 
 
@@ -85,7 +89,7 @@ def main() -> None:
         results[name] = run_case(name, out, args.epochs, args.threads)
         results_path.write_text(json.dumps(results, indent=1))
     print(f"\n{args.epochs} epochs on MNIST, seed 0, {args.threads} thread(s); classes covered of 10 after each epoch\n")
-    print("| generator | settings | covered per epoch | largest class | KL(data‖samples) | collapse warnings | wall s |")
+    print("| generator | settings | covered per epoch | largest class | KL(data‖samples) | collapse warnings | train s |")
     print("|---|---|---|---|---|---|---|")
     for r in (results[n] for n in CASES if n in results):
         if r["rc"]:
