@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genlab.metrics.modes import collapse_warning
+
 # name: (registered model, --set overrides beyond the defaults: only the variant being tested)
 CASES = {
     "gan": ("gan", []),
@@ -64,7 +66,9 @@ def run_case(name: str, out: Path, epochs: int, threads: int) -> dict:
             "covered": [int(e["classes_covered"]) for e in modes],
             "largest": modes[-1]["max_class_share"] if modes else None,
             "kl": modes[-1]["kl_data_to_samples"] if modes else None,
-            "warnings": sum(e["event"] == "warning" and "mode collapse" in e["message"] for e in events),
+            # the monitor's own rule on its logged coverage, so runs logged under earlier rules count alike
+            "warnings": sum(collapse_warning(e) is not None for e in modes),
+            "recognised": [round(e["recognised_share"], 2) for e in modes if "recognised_share" in e],
             "seconds": max((e["time_s"] for e in events if e["event"] == "train"), default=0.0),
             "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else ""}
 

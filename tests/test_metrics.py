@@ -73,28 +73,18 @@ def test_mode_coverage_hand_computed():
     assert collapsed["max_class_share"] == 1.0
 
 
-def test_collapse_is_judged_on_recognised_samples():
-    from genlab.metrics.modes import collapse_check
+def test_collapse_warning_and_recognised_share():
+    from genlab.metrics.modes import collapse_warning, recognised_share
 
     uniform = torch.full((10,), 0.1, dtype=torch.float64)
-
-    def probs(classes, confidence):  # one row per sample: `confidence` on its class, the rest spread evenly
-        p = torch.full((len(classes), 10), (1 - confidence) / 9, dtype=torch.float64)
-        p[torch.arange(len(classes)), torch.tensor(classes)] = confidence
-        return p
-
-    sharp_one_digit = probs([3] * 1000, 0.99)
-    cov, warning = collapse_check(sharp_one_digit, uniform)
-    assert cov["classes_covered"] == 1 and cov["recognised_share"] == 1.0 and "1/10 classes" in warning
-    # an early VAE: 60% unsure blurs read as 8, the recognised 40% spread over every digit -> no collapse
-    blurs = torch.cat([probs([8] * 600, 0.5), probs([i % 10 for i in range(400)], 0.95)])
-    cov, warning = collapse_check(blurs, uniform)
-    assert cov["max_class_share"] > 0.6 and cov["recognised_share"] == pytest.approx(0.4) and warning is None
-    # half sharp 3s, half recognised others: one class takes more than half of the recognised -> warned
-    partial = torch.cat([probs([3] * 600, 0.99), probs([i % 10 for i in range(400)], 0.95)])
-    assert "the largest takes 64%" in collapse_check(partial, uniform)[1]
-    # almost nothing recognisable: coverage is logged, collapse is not claimed
-    assert collapse_check(probs([8] * 1000, 0.4), uniform)[1] is None
+    assert "1/10 classes" in collapse_warning(mode_coverage(torch.full((1000,), 3), uniform))
+    spread = torch.arange(1000) % 10
+    assert collapse_warning(mode_coverage(spread, uniform)) is None
+    lopsided = torch.cat([torch.full((510,), 8), spread[:490]])  # every class covered, one above half
+    assert "the largest takes 56%" in collapse_warning(mode_coverage(lopsided, uniform))  # 510 + 49 of 1000
+    probs = torch.full((4, 10), 0.01)
+    probs[:, 0] = torch.tensor([0.91, 0.95, 0.5, 0.2])
+    assert recognised_share(probs) == 0.5
 
 
 @pytest.fixture(scope="module")

@@ -29,28 +29,20 @@ def mode_coverage(pred: torch.Tensor, data_dist: torch.Tensor) -> dict:
             "histogram": [int(c) for c in counts], "max_class_share": float(counts.max() / n)}
 
 
-def collapse_check(probs: torch.Tensor, data_dist: torch.Tensor, recognised: float = 0.9,
-                   min_share: float = 0.1) -> tuple[dict, str | None]:
-    """Coverage of samples (probs: N x K classifier probabilities) and a warning if they look collapsed.
+def recognised_share(probs: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of samples the classifier gives at least `threshold` probability (probs: N x K): how many look
+    like finished digits, beside the coverage counted over all of them."""
+    return float((probs.max(1).values >= threshold).float().mean())
 
-    Collapse is judged on the recognised samples only (max probability >= `recognised`), and only when at
-    least `min_share` of them are: unfinished samples (an early VAE's blurs, a GAN's first blobs) drift to
-    one class, usually 8, with no loss of diversity behind it. Warns when the recognised samples cover at
-    most half the classes or one class takes more than half of them.
-    """
-    pred = probs.argmax(1)
-    cov = mode_coverage(pred, data_dist)
-    sure = probs.max(1).values >= recognised
-    cov["recognised_share"] = float(sure.float().mean())
-    if cov["recognised_share"] < min_share:
-        return cov, None
-    judged = mode_coverage(pred[sure], data_dist)
-    k = len(data_dist)
-    if judged["classes_covered"] > k // 2 and judged["max_class_share"] <= 0.5:
-        return cov, None
-    return cov, (f"possible mode collapse: the recognised samples ({cov['recognised_share']:.0%} of {len(pred)}) "
-                 f"cover {judged['classes_covered']}/{k} classes, the largest takes {judged['max_class_share']:.0%} "
-                 f"(KL(data || samples) = {judged['kl_data_to_samples']:.2f})")
+
+def collapse_warning(cov: dict) -> str | None:
+    """The mode monitor's alarm on a `mode_coverage` result: at most half the classes covered, or one class
+    taking more than half the samples; None when neither holds."""
+    k = cov["num_classes"]
+    if cov["classes_covered"] > k // 2 and cov["max_class_share"] <= 0.5:
+        return None
+    return (f"possible mode collapse: samples cover {int(cov['classes_covered'])}/{int(k)} classes, the largest "
+            f"takes {cov['max_class_share']:.0%} (KL(data || samples) = {cov['kl_data_to_samples']:.2f})")
 
 
 @metric("modes", "sample", "mode coverage: class histogram of samples, classes covered, KL(data || samples)",

@@ -240,7 +240,7 @@ class Trainer:
         from ..metrics.cache import real_features
         from ..metrics.features import get_extractor
         from ..metrics.frechet import fid_from_features
-        from ..metrics.modes import class_distribution, collapse_check
+        from ..metrics.modes import class_distribution, collapse_warning, mode_coverage, recognised_share
 
         try:
             clf = get_extractor(self.cfg.monitor_classifier, self.device)
@@ -258,13 +258,15 @@ class Trainer:
         labels = self.loader.data.labels
         k = probs.shape[1]
         data = class_distribution(labels, k) if labels is not None else torch.full((k,), 1 / k, dtype=torch.float64)
-        cov, collapse = collapse_check(probs.cpu(), data)
+        cov = mode_coverage(probs.argmax(1).cpu(), data)
+        cov["recognised_share"] = recognised_share(probs)
         # a learning curve for models without a loss to watch: the classifier's FID of these samples against as
         # many real images (cached; biased upwards at n = 1000, so compare epochs, not runs of other sizes)
         ref = self.test if self.test is not None else self.loader.data
         real = real_features(clf, ref, self.run.data, "test" if self.test is not None else "train", MONITOR_SAMPLES)
         cov["fid_1k"] = fid_from_features(clf.features(images), real)
         self._log("modes", {k_: v for k_, v in cov.items()})
+        collapse = collapse_warning(cov)
         if collapse:
             self.warn(collapse)
 
