@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .config import merge
 from .errors import unknown
 
 
@@ -21,8 +22,6 @@ class Entry:
         RMSprop at 5e-5, say, when model.loss=wgan); everything the user gives still wins over both."""
         if self.variants is None:
             return self.defaults
-        from .config import merge
-
         field, table = self.variants
         value = model_settings.get(field, getattr(self.config_cls(), field))
         return merge(self.defaults, table.get(value, {}))
