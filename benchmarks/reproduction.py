@@ -6,7 +6,8 @@
 `collect` keeps config.json, eval.json and metrics.jsonl (never the weights), the run's last sample grid and
 a learning curve (curve.png: the model's metric against training time). `table` reads every target below,
 takes the measured number from the collected eval.json, the budget from metrics.jsonl and config.json, and
-writes REPRODUCTION.md; a target without a collected run is listed as not yet run.
+writes REPRODUCTION.md, with docs/reproduction/notes.md (the runs' circumstances, the gap analysis) after the
+table; a target without a collected run is listed as not yet run.
 """
 from __future__ import annotations
 
@@ -175,7 +176,9 @@ def table() -> str:
                 if (folder / p).exists()]
         if pics and not any(str(folder.relative_to(ROOT)) in f for f in figures):  # one figure pair per run
             figures.append(f"### {t.model} ({t.name})\n\n" + " ".join(pics) + "\n")
-    return "\n".join(lines) + "\n\n## Learning curves and samples\n\n" + "\n".join(figures)
+    notes = ART / "notes.md"  # the runs' circumstances and the gap analysis, written by hand beside the artefacts
+    tail = "\n" + notes.read_text() if notes.exists() else ""
+    return "\n".join(lines) + "\n" + tail + "\n## Learning curves and samples\n\n" + "\n".join(figures)
 
 
 def main() -> None:
