@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 
 from genlab import registry
+from genlab.cli import _load
+from genlab.data import Batches, Pipeline, info_for, load, prepare
+from genlab.metrics.registry import MetricContext, evaluate
 from genlab.run import compose
 from genlab.train.optim import Stepper
 from genlab.train.trainer import train
@@ -38,13 +41,9 @@ VARIANTS = {"fp32": {}, "bf16": {"amp": "bf16"}, "channels-last": {"channels_las
 
 
 def step_time(name: str, variant: dict, steps: int) -> float:
-    """Median-free mean s/step of `steps` train_steps on one fixed batch (after 3 warm-up steps)."""
+    """Mean s/step of `steps` train_steps on one fixed batch (after 3 warm-up steps)."""
     run = compose(name, flags={"data": {"source": "mnist"}}, overrides=MODELS[name])
-    from genlab.data import load, prepare
-
     data = prepare(load("mnist").test.subset(64), run.data)
-    from genlab.data import Batches, Pipeline, info_for
-
     info = info_for(data, run.data)
     x, y = Batches(data, Pipeline(run.data), 64, shuffle=False).batch(torch.arange(64), 0)
     torch.manual_seed(0)
@@ -71,10 +70,6 @@ def quality(name: str, variant: dict, steps: int, out: Path) -> float:
                        **{k: v for k, v in variant.items() if k != "compile"}}}
     run = compose(name, flags=flags, overrides=MODELS[name])
     train(run, out, quiet=True)
-    from genlab.cli import _load
-    from genlab.data import load, prepare
-    from genlab.metrics.registry import MetricContext, evaluate
-
     model, cfg = _load(out)
     test = prepare(load("mnist").test, cfg.data)
     ctx = MetricContext(model, cfg, test, "test", 1000)

@@ -159,7 +159,7 @@ def get_extractor(spec: str = "domain", device: str | torch.device = "cpu", prec
             raise UserError(f"'{path}' is not a TorchScript network ({str(e).splitlines()[0]})") from None
         ext = InceptionExtractor(spec, f"inception-{_fingerprint(path)}", 2048,
                                  "8-bit quantised, grey->RGB, bicubic antialiased resize to 299x299, (p - 128) / 128",
-                                 net, None, batch_size=32)
+                                 net, None, batch_size=32, precision=precision)
     elif kind == "domain":
         from ..run import load_model
 
@@ -170,9 +170,9 @@ def get_extractor(spec: str = "domain", device: str | torch.device = "cpu", prec
         ident = "domain-mnist" if not arg else "domain"
         ext = DomainExtractor(spec, f"{ident}-{_fingerprint(run_dir / 'model.safetensors')}",
                               model.cfg.features, f"8-bit quantised, native size {'x'.join(map(str, cfg.info.shape))}",
-                              model, cfg.info.shape, is_classifier=True, batch_size=500)
+                              model, cfg.info.shape, is_classifier=True, batch_size=500,
+                              precision=precision)
     else:
         raise unknown("feature extractor", kind, ["inception", "domain"])
-    ext.precision = precision
     _LOADED[key] = ext
     return ext
