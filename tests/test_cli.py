@@ -156,7 +156,7 @@ def test_explicit_density_commands(tmp_path, capsys):
     ev = json.loads((ar / "eval.json").read_text())["nll"]
     assert code == 0 and ev["protocol"]["estimator"] == "exact" and 0 < ev["nll_nats"] < 64 * np.log(2)
     code, _, err = run_cli(capsys, "sample", ar, "--temperature", "0.7")
-    assert code == 2 and "no sampling temperature" in err
+    assert code == 2 and "no sampling option --temperature" in err
 
     assert main(["train", "glow", "--data", "digits", "--limit", "128", "--epochs", "1", "--batch-size", "32",
                  "--set", "model.width=8", "--set", "model.depth=2", "--out", str(flow), "--quiet"]) == 0

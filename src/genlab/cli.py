@@ -76,6 +76,11 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: DDIM, or ancestral DDPM over all T steps")
+    p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)")
+    p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like")
+    p.add_argument("--guidance", type=float,
+                   help="conditional diffusion: classifier-free guidance weight w (1 = plain conditional, 0 = none)")
     p.add_argument("--complete", type=int, metavar="ROWS",
                    help="autoregressive models: keep the top ROWS rows of n test images and draw the rest")
 
@@ -184,6 +189,11 @@ def _save(images, cfg, path, nrow: int | None = None) -> Path:
     return save_grid(to_unit(images, cfg.info), path, nrow=nrow, scale=upscale_for_display(cfg.info.height))
 
 
+# `genlab sample` options that only some models' `sample` accepts, and which models those are
+SAMPLING_OPTIONS = {"temperature": "flows", "sampler": "diffusion models", "steps": "diffusion models",
+                    "eta": "diffusion models", "guidance": "diffusion models"}
+
+
 def cmd_sample(a) -> int:
     import inspect
     import time
@@ -196,12 +206,16 @@ def cmd_sample(a) -> int:
     if a.complete is not None:
         return _complete(a, model, cfg)
     kwargs = {}
-    if a.temperature is not None:
-        if "temperature" not in inspect.signature(model.sample).parameters:
-            raise UserError(f"model '{cfg.model}' has no sampling temperature (flows have one)")
-        if a.temperature < 0:
-            raise UserError(f"--temperature must be >= 0, got {a.temperature}")
-        kwargs["temperature"] = a.temperature
+    accepted = inspect.signature(model.sample).parameters
+    for name, owners in SAMPLING_OPTIONS.items():
+        value = getattr(a, name)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise UserError(f"model '{cfg.model}' has no sampling option --{name} ({owners} have it)")
+        if isinstance(value, float) and not value >= 0:
+            raise UserError(f"--{name} must be >= 0, got {value}")
+        kwargs[name] = value
     start = time.perf_counter()
     with torch.no_grad():
         images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed), **kwargs)

@@ -64,8 +64,10 @@ def nll(ctx: MetricContext) -> dict:
         count += len(x)
     nats = _to_discrete(-total / count, ctx, dim)
     out = {"nll_nats": nats, "bits_per_dim": bits_per_dim(nats, dim)}
-    proto = {**ctx.base_protocol(), "dim": dim, "meaning": _meaning(ctx.run.data),
-             "estimator": "exact" if exact else f"IWAE, k={ctx.iwae_k} importance samples per image"}
+    # a model whose log_prob is a bound (diffusion) says so, and what it measures
+    proto = {**ctx.base_protocol(), "dim": dim, "meaning": getattr(model, "nll_meaning", None) or _meaning(ctx.run.data),
+             "estimator": getattr(model, "nll_estimator", "exact") if exact
+             else f"IWAE, k={ctx.iwae_k} importance samples per image"}
     if not exact:
         e = _to_discrete(-elbo_total / count, ctx, dim)
         out.update({"neg_elbo_nats": e, "elbo_bits_per_dim": bits_per_dim(e, dim)})
