@@ -40,6 +40,9 @@ VARIANTS = [
     ("pixelcnn", {"head": "logistic_mixture"}),
     ("pixelrnn", {"variant": "row_lstm"}),
     ("gated_pixelcnn", {"conditional": True}),
+    ("dcgan", {"fc": 16}),  # InfoGAN-style fully connected layers in G and D
+    ("dcgan", {"fc": 16, "norm": "layer"}),  # ... with layer norm in D (what wgan-gp uses)
+    ("ddpm", {"conditional": True, "prediction": "v"}),
 ]
 
 

@@ -19,6 +19,9 @@ Restoration by a model, R the model's map of images to images:
                  identity) pulled towards the mode of its prior
     complete     x^ = model.complete(x~, H/2): PixelCNN-type models draw the missing bottom half from
                  p(bottom | top) exactly (half only); `samples` > 1 averages draws (the posterior mean)
+    diffuse      x^ = model.posterior_sample(x~, P, sigma): diffusion models run the reverse process with every
+                 denoised estimate projected by P (masks, gray), or start it at the Gaussian noise's own level
+                 (no salt-and-pepper); `samples` > 1 averages draws
 Where something is known, the estimate is projected onto the images consistent with it and the model is
 applied again, `rounds` times (a fixed-point iteration, x^(0) = x~):
     x^(t+1) = P(R(x^(t))),  P(r) = m * x~ + (1 - m) * r            (masks: paste the known pixels back)
@@ -47,13 +50,14 @@ KINDS = ("gaussian", "salt_pepper", "mask", "block", "half", "gray")
 NOISES = ("gaussian", "salt_pepper")
 MASKS = ("mask", "block", "half")
 LEVELS = {"gaussian": 0.3, "salt_pepper": 0.1, "mask": 0.3, "block": 0.4, "half": 0.0, "gray": 0.0}
-METHODS = ("auto", "reconstruct", "shrink", "complete")
+METHODS = ("auto", "reconstruct", "shrink", "complete", "diffuse")
 
 
 @dataclass
 class Corrupted:
     """Corrupted images x (model range) and what is known of the clean ones: `known` (B x 1 x H x W, True
-    where the pixel is kept) for masks, `gray` (B x 1 x H x W, the channel mean) for colourisation."""
+    where the pixel is kept) for masks, `gray` (B x 1 x H x W, the channel mean) for colourisation, `sigma`
+    (the std in model units) for Gaussian noise."""
 
     x: torch.Tensor
     kind: str
@@ -61,6 +65,7 @@ class Corrupted:
     hi: float = 1.0
     known: torch.Tensor | None = None
     gray: torch.Tensor | None = None
+    sigma: float | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -73,7 +78,7 @@ class Corrupted:
         def cut(t):
             return None if t is None else t[i:j]
 
-        return Corrupted(self.x[i:j], self.kind, self.lo, self.hi, cut(self.known), cut(self.gray))
+        return Corrupted(self.x[i:j], self.kind, self.lo, self.hi, cut(self.known), cut(self.gray), self.sigma)
 
     def project(self, r: torch.Tensor) -> torch.Tensor:
         """The nearest image (squared error) to r that agrees with what is known of the clean one."""
@@ -108,7 +113,7 @@ def degrade(kind: str, x: torch.Tensor, level: float | None, value_range: str = 
     if kind in MASKS:  # the same draws on an all-`hi` image mark the masked pixels (set to lo)
         probe = corrupt(kind, torch.full_like(x[:, :1], hi), level, value_range, torch.Generator().manual_seed(seed))
         known = probe == hi
-    return Corrupted(out, kind, lo, hi, known=known)
+    return Corrupted(out, kind, lo, hi, known=known, sigma=level * (hi - lo) if kind == "gaussian" else None)
 
 
 # ---------------------------------------------------------------- classical baselines
@@ -152,7 +157,9 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
         raise unknown("restoration method", method, METHODS)
     name = model_name(model)
     if method == "auto":
-        if hasattr(model, "complete"):
+        if hasattr(model, "posterior_sample"):
+            method = "diffuse"
+        elif hasattr(model, "complete"):
             method = "complete"
         elif hasattr(model, "log_prob") and hasattr(model, "encode") and hasattr(model, "decode"):
             method = "shrink"  # a flow: its reconstruction is exact, so restore through its prior
@@ -161,7 +168,8 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
         else:
             raise UserError(f"restoration needs a model that can reconstruct images (`reconstruct`), complete them "
                             f"(`complete`) or encode and decode them, and '{name}' can do none of these")
-    need = {"complete": ("complete",), "shrink": ("encode", "decode"), "reconstruct": ()}[method]
+    need = {"complete": ("complete",), "shrink": ("encode", "decode"), "reconstruct": (),
+            "diffuse": ("posterior_sample",)}[method]
     missing = [c for c in need if not hasattr(model, c)]
     if method == "reconstruct" and not (hasattr(model, "reconstruct") or
                                         (hasattr(model, "encode") and hasattr(model, "decode"))):
@@ -171,6 +179,9 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
     if method == "complete" and kind is not None and kind != "half":
         raise UserError(f"'{name}' restores by completing the bottom of an image (`complete`), which fits the "
                         f"half corruption only, not {kind}")
+    if method == "diffuse" and kind == "salt_pepper":
+        raise UserError(f"'{name}' restores through its noise process, which knows Gaussian noise, masks and gray "
+                        f"images but not salt-and-pepper noise")
     return method
 
 
@@ -195,6 +206,10 @@ class Restorer:
         if self.method == "complete":
             return ("model.complete: the bottom half drawn from p(bottom | top)"
                     + (f", mean of {self.samples} draws" if self.samples > 1 else ", one draw"))
+        if self.method == "diffuse":
+            return ("model.posterior_sample: DDIM (eta 1) with each denoised estimate projected onto what is known, "
+                    "or started at the Gaussian noise's level" + (f", mean of {self.samples} draws" if self.samples > 1
+                                                                  else ", one draw"))
         if self.method == "shrink":
             return f"decode({self.temperature:g} * encode(x)), the known pixels pasted back, {self.rounds} rounds"
         return f"model.reconstruct, projected onto what is known after each of {self.rounds} rounds (masks, gray)"
@@ -219,6 +234,13 @@ class Restorer:
         draws = [self.model.complete(c.x.to(dev), rows, g, *lab).float() for _ in range(self.samples)]
         return torch.stack(draws).mean(0)
 
+    def _diffuse(self, c: Corrupted, y: torch.Tensor | None) -> torch.Tensor:
+        dev = model_device(self.model)
+        g = torch.Generator(dev).manual_seed(self.seed)
+        x = c.x.to(dev)
+        draws = [self.model.posterior_sample(x, c.project, c.sigma, g, y).float() for _ in range(self.samples)]
+        return c.project(torch.stack(draws).mean(0))
+
     @torch.no_grad()
     def restore(self, c: Corrupted, y: torch.Tensor | None = None) -> torch.Tensor:
         """The model's estimate of the clean images; B x C x H x W on the CPU, model range."""
@@ -230,6 +252,9 @@ class Restorer:
             yb = None if y is None else y[i : i + self.batch_size].to(dev)
             if self.method == "complete":
                 out.append(self._complete(part, yb).cpu())
+                continue
+            if self.method == "diffuse":
+                out.append(self._diffuse(part, yb).cpu())
                 continue
             v = part.x.to(dev)
             for _ in range(self.rounds if part.constrained else 1):
@@ -254,6 +279,8 @@ def _kinds(ctx: AppContext) -> list[str]:
     spec = ctx.option("corruptions")
     colour = ctx.info.channels > 1
     if spec is None:
+        if hasattr(ctx.model, "posterior_sample"):
+            return [k for k in KINDS if k != "salt_pepper" and (k != "gray" or colour)]
         if hasattr(ctx.model, "complete"):
             return ["half"]
         return [k for k in KINDS if k != "gray" or colour]
@@ -276,7 +303,8 @@ def _kinds(ctx: AppContext) -> list[str]:
               option("--method", choices=METHODS, help="how the model restores (default auto)"),
               option("--rounds", type=positive_int, help="model passes for masks and colourisation (default 5)"),
               option("--temperature", type=float, help="T of the shrink method for flows (default 0.8)"),
-              option("--samples", type=positive_int, help="completions averaged by PixelCNN-type models (default 1)")))
+              option("--samples", type=positive_int,
+                     help="draws averaged by PixelCNN-type and diffusion models (default 1)")))
 def run(ctx: AppContext) -> dict:
     model = ctx.model
     kinds = _kinds(ctx)

@@ -258,14 +258,21 @@ class DDPM(SingleLoss, nn.Module):
         return xt
 
     def _ddim(self, xt, y, steps: int, eta: float, generator, guidance, clip: bool | None = None) -> torch.Tensor:
-        """DDIM from x at the first timestep of the sequence down to x_0 (abar = 1 after the last step)."""
+        """DDIM over `steps` timesteps from x_T down to x_0."""
         if eta < 0:
             raise UserError(f"eta must be >= 0, got {eta}")
+        return self._ddim_from(xt, self.timestep_sequence(steps), y, eta, generator, guidance=guidance, clip=clip)
+
+    def _ddim_from(self, xt, seq: list[int], y, eta: float, generator, project=None, guidance=None,
+                   clip: bool | None = None) -> torch.Tensor:
+        """DDIM from x at seq[0] through the descending timesteps `seq` to x_0 (abar = 1 after the last);
+        `project` (on [-1, 1]) is applied to every x0_hat."""
         clip = self.cfg.clip_denoised if clip is None else clip
-        seq = self.timestep_sequence(steps)
         for i, t in enumerate(tqdm(seq, desc="DDIM", unit="step", disable=None, leave=False)):
             tt = torch.full((len(xt),), t, device=xt.device, dtype=torch.long)
             eps, x0 = self.predict(xt, tt, y, guidance, clip=clip)
+            if project is not None:
+                x0 = project(x0)
             abar = self.abar[t]
             abar_s = self.abar[seq[i + 1]] if i + 1 < len(seq) else torch.ones_like(abar)
             sigma = eta * ((1 - abar_s) / (1 - abar) * (1 - abar / abar_s)).sqrt()
@@ -273,6 +280,33 @@ class DDPM(SingleLoss, nn.Module):
             if eta > 0 and i + 1 < len(seq):
                 xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device)
         return xt
+
+    # ------------------------------------------------------------ restoration: sampling given what is known
+    @torch.no_grad()
+    def posterior_sample(self, x: torch.Tensor, project, sigma: float | None = None,
+                         generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+                         steps: int | None = None) -> torch.Tensor:
+        """Draw clean images consistent with corrupted ones x (data range); -> data range.
+
+        Known pixels or a known gray image (`project` maps data-range images onto those consistent with what is
+        known): from x_T ~ N(0, I), DDIM with eta = 1 whose x0_hat is projected at every step,
+            x_s = sqrt(abar_s) P(x0_hat) + sqrt(1 - abar_s - sigma_s^2) eps_hat + sigma_s z
+        (the projection form of RePaint, Lugmayr et al. 2022, and DDNM, Wang et al. 2023).
+        Gaussian noise of std `sigma` (data units): x~ = x + sigma_m eps is x_t / sqrt(abar_t) at the t where
+        (1 - abar_t) / abar_t = sigma_m^2, so the reverse process starts there from sqrt(abar_t) x~ (SDEdit,
+        Meng et al. 2022, at the noise's own level).
+        """
+        labels = self._labels(y, len(x), x.device)
+        n_steps = self.cfg.steps if steps is None else steps
+        if sigma is not None:
+            sigma_m = sigma * 2 / (self.hi - self.lo)
+            t = int(((1 - self.abar) / self.abar - sigma_m**2).abs().argmin())
+            seq = [s for s in self.timestep_sequence(n_steps) if s < t]
+            xt = self.abar[t].sqrt() * self.to_model(x).float()
+            return self.to_data(self._ddim_from(xt, [t, *seq], labels, 1.0, generator))
+        xt = torch.randn(x.shape, generator=generator, device=x.device)
+        return self.to_data(self._ddim_from(xt, self.timestep_sequence(n_steps), labels, 1.0, generator,
+                                            lambda x0: self.to_model(project(self.to_data(x0)))))
 
     # ------------------------------------------------------------ DDIM inversion: the deterministic latent
     @torch.no_grad()

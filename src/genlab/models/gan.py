@@ -45,6 +45,7 @@ class GANConfig:
     batch_norm: bool = True  # MLP generator: Linear -> BatchNorm -> ReLU
     dropout: float = 0.3  # MLP discriminator: dropout after each hidden layer
     width: int = 64  # conv: channels at full resolution, doubling with depth
+    fc: int = 0  # conv: a fully connected layer of this width after z in G and before D's head (InfoGAN's 1024); 0 = none
     loss: str = "nonsaturating"  # minimax | nonsaturating | wgan | wgan-gp | lsgan | hinge
     n_critic: int = 1  # discriminator steps per generator step
     clip: float = 0.01  # wgan: critic weights clipped to [-clip, clip]
@@ -60,6 +61,7 @@ class GANConfig:
         check_choice("model.norm", self.norm, ("auto", "batch", "layer", "none"))
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.n_critic", self.n_critic)
+        check_positive("model.fc", self.fc, allow_zero=True)
         for name in ("clip", "gp_weight", "lr_g", "lr_d"):
             check_positive(f"model.{name}", getattr(self, name), allow_zero=True)
         if not 0 <= self.dropout < 1:
@@ -90,8 +92,8 @@ class GAN(DiscriminatorHealth, nn.Module):
 
     def build_networks(self, cfg, info) -> tuple[nn.Module, nn.Module]:
         if cfg.arch == "conv":
-            return (DCGenerator(info.shape, cfg.latent_dim, cfg.width),
-                    DCDiscriminator(info.shape, cfg.width, self.d_norm(), cfg.spectral_norm))
+            return (DCGenerator(info.shape, cfg.latent_dim, cfg.width, cfg.fc),
+                    DCDiscriminator(info.shape, cfg.width, self.d_norm(), cfg.spectral_norm, cfg.fc))
         return (MLPGenerator(info.shape, cfg.latent_dim, cfg.hidden, cfg.batch_norm),
                 MLPDiscriminator(info.shape, tuple(reversed(cfg.hidden)), cfg.spectral_norm, cfg.dropout))
 

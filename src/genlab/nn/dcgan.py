@@ -53,15 +53,30 @@ def _norm(kind: str, c: int) -> nn.Module:
     return nn.Identity()
 
 
-class DCGenerator(nn.Module):
-    """z: B x in_dim -> pre-activation image B x C x H x W."""
+def _norm1d(kind: str, c: int) -> nn.Module:
+    """`_norm` for B x c features: batch norm, layer norm (per sample) or none."""
+    return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(c)
 
-    def __init__(self, shape: tuple[int, int, int], in_dim: int, width: int = 64):
+
+class DCGenerator(nn.Module):
+    """z: B x in_dim -> pre-activation image B x C x H x W.
+
+    `fc` > 0 opens with fully connected layers, z -> fc -> C' h0 w0 (each BN, ReLU), as in the InfoGAN MNIST
+    networks that Lucic et al. (2018) benchmark; otherwise a transposed convolution maps z to C' x h0 x w0.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], in_dim: int, width: int = 64, fc: int = 0):
         super().__init__()
         c, h, w = shape
         h0, w0, n = downsampling_plan(h, w)
         ch = width * 2 ** (n - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, ch, (h0, w0), bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+        if fc:
+            layers: list[nn.Module] = [
+                nn.Flatten(), nn.Linear(in_dim, fc, bias=False), nn.BatchNorm1d(fc), nn.ReLU(),
+                nn.Linear(fc, ch * h0 * w0, bias=False), nn.BatchNorm1d(ch * h0 * w0), nn.ReLU(),
+                nn.Unflatten(1, (ch, h0, w0))]  # B x d x 1 x 1 -> B x C' x h0 x w0
+        else:
+            layers = [nn.ConvTranspose2d(in_dim, ch, (h0, w0), bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
         for _ in range(n - 1):  # each stage doubles the side and halves the width
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU()]
             ch //= 2
@@ -74,9 +89,11 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """x: B x C x H x W -> features B x out_features (the last conv stage, flattened); heads live in the model."""
+    """x: B x C x H x W -> features B x out_features (the last conv stage, flattened, then with `fc` > 0 one
+    fully connected layer of that width, normalised and LeakyReLU); heads live in the model."""
 
-    def __init__(self, shape: tuple[int, int, int], width: int = 64, norm: str = "batch", sn: bool = False):
+    def __init__(self, shape: tuple[int, int, int], width: int = 64, norm: str = "batch", sn: bool = False,
+                 fc: int = 0):
         super().__init__()
         c, h, w = shape
         h0, w0, n = downsampling_plan(h, w)
@@ -88,8 +105,12 @@ class DCDiscriminator(nn.Module):
                        _norm(norm if i else "none", ch), nn.LeakyReLU(0.2)]
             ch_in, ch = ch, ch * 2
         layers.append(nn.Flatten())  # B x C' x h0 x w0 -> B x C' h0 w0
-        self.body = nn.Sequential(*layers)
         self.out_features = ch_in * h0 * w0
+        if fc:
+            layers += [wrap(nn.Linear(self.out_features, fc, bias=norm == "none")), _norm1d(norm, fc),
+                       nn.LeakyReLU(0.2)]
+            self.out_features = fc
+        self.body = nn.Sequential(*layers)
         self.sn = sn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
