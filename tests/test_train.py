@@ -76,6 +76,35 @@ def test_resume_refuses_other_settings(tmp_path):
         train(other, tmp_path / "a", quiet=True)
 
 
+def test_one_writer_per_run_folder(tmp_path):
+    """A second training into a folder another process is writing is refused at once, naming the holder's pid,
+    whatever its settings; the folder stays usable and trains once the holder is gone."""
+    out = tmp_path / "a"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from genlab.train.checkpoint import RunLock; "
+                               "RunLock(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        (out).mkdir(exist_ok=True)
+        assert holder.stdout.readline().strip() == "locked"
+        for run in (tiny_run(epochs=1), tiny_run(epochs=3, lr=1e-2)):
+            with pytest.raises(UserError, match=f"being written by another genlab process \\(pid {holder.pid}\\)"):
+                train(run, out, quiet=True)
+        assert not (out / "config.json").exists()  # the refused writer touched nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    train(tiny_run(epochs=1), out, quiet=True)  # the lock died with its holder
+    train(tiny_run(epochs=2), out, quiet=True)  # and each finished writer releases it
+    assert json.loads((out / "trainer_state.json").read_text())["step"] == 2 * (256 // 32)
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f", tmp_path / "f" / "run"):
+        with pytest.raises(UserError, match="run folder"):
+            train(tiny_run(epochs=1), out, quiet=True)
+
+
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; no oversubscription on 2 cores
 
 

@@ -10,6 +10,7 @@ files of two checkpoints.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -63,6 +64,38 @@ def recover(run_dir: Path) -> None:
             os.replace(f, run_dir / f.name)
         commit.rmdir()
     shutil.rmtree(run_dir / STAGING, ignore_errors=True)
+
+
+class RunLock:
+    """One writer per run folder: an exclusive, non-blocking flock on DIR/.lock holding the writer's pid.
+
+    The OS drops the lock when its holder exits, however it dies, so a killed run leaves no stale lock; readers
+    (sample, eval, info) never take it. A second writer is refused at once with one sentence naming the holder.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd: int | None = None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"cannot create the lock file {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"'{run_dir}' is being written by another genlab process (pid {holder}); wait for it "
+                            f"to finish, stop it, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def commit(run_dir: Path, files: dict[str, Callable[[Path], None]]) -> None:

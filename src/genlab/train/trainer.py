@@ -102,6 +102,15 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def _make_run_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"--out '{out}' is a file (or lies under one); a run folder must be a directory") from None
+    except OSError as e:
+        raise UserError(f"cannot create the run folder '{out}': {e.strerror}") from None
+
+
 class Trainer:
     def __init__(self, run, out: str | Path, quiet: bool = False):
         self.run, self.cfg, self.out = run, run.train, Path(out)
@@ -111,7 +120,17 @@ class Trainer:
         self.device = pick_device(self.cfg.device, self.dist.local_rank)
         if self.cfg.amp == "fp16" and self.device.type != "cuda":
             raise UserError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16 (AMX/AVX-512 bf16 units)")
+        self.lock = None
+        if self.dist.main:  # one writer per run folder, taken before anything in it is read or written
+            _make_run_dir(self.out)
+            self.lock = ckpt.RunLock(self.out)
+        try:
+            self._setup(run)
+        except BaseException:
+            self.close()
+            raise
 
+    def _setup(self, run) -> None:
         # data: load-time transforms once, batch-time transforms per batch
         splits = load_data(run.data.source)
         train = prepare(splits.train.subset(run.data.limit or None), run.data)
@@ -147,7 +166,6 @@ class Trainer:
     def _resume_or_start(self) -> None:
         main = self.dist.main
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
             ckpt.recover(self.out)
         ddp.barrier(self.dist)
         state_file = self.out / "trainer_state.json"
@@ -418,6 +436,9 @@ class Trainer:
         return {"step": self.step, "time_s": self.time_s, "out": str(self.out)}
 
     def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         ddp.shutdown(self.dist)
 
 
