@@ -288,6 +288,15 @@ class Trainer:
         if collapse:
             self.warn(collapse)
 
+    def animate(self) -> Path | None:
+        """samples/progress.gif from every epoch's grid, written once when training ends (re-encoding every
+        frame at each epoch end made the per-epoch cost grow with the epoch count)."""
+        if not self.dist.main or not self.cfg.samples:
+            return None
+        from ..viz import save_animation
+
+        return save_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples" / "progress.gif")
+
     @torch.no_grad()
     def preview(self, epoch: int) -> Path | None:
         """The fixed-noise sample grid (or fixed reconstructions) for this epoch."""
@@ -308,12 +317,11 @@ class Trainer:
         else:
             return None
         model.train(was_training)
-        from ..viz import save_animation, save_grid, upscale_for_display
+        from ..viz import save_grid, upscale_for_display
 
         images = to_unit(images.float(), self.info)
         path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png",
                          scale=upscale_for_display(self.info.height))
-        save_animation(sorted((self.out / "samples").glob("epoch_*.png")), self.out / "samples" / "progress.gif")
         if hasattr(model, "figures"):  # a model's own figures, e.g. InfoGAN's code sweeps
             model.figures(self.out / "samples", generator=torch.Generator(self.device).manual_seed(self.cfg.seed))
         if self.tb is not None:
@@ -423,6 +431,7 @@ class Trainer:
             if self.step % self.steps_per_epoch:  # a max_steps budget that ended mid-epoch
                 self.preview(self.step // self.steps_per_epoch + 1)
                 self.save()
+            self.animate()
         except Diverged as e:
             last = ckpt.read_json(self.out / "trainer_state.json")["step"] if (self.out / "trainer_state.json").exists() else None
             kept = f"; the last good checkpoint (step {last}) is kept in {self.out}" if last is not None else \
