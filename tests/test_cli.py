@@ -165,3 +165,12 @@ def test_explicit_density_commands(tmp_path, capsys):
     assert run_cli(capsys, "interpolate", flow, "--pairs", "2", "--steps", "4")[0] == 0
     code, _, err = run_cli(capsys, "sample", flow, "--complete", "4")
     assert code == 2 and "cannot complete" in err
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`genlab list | head`: when the reader has gone, genlab stops without a BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "genlab.cli", "list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # no reader at all: the first write fails with EPIPE
+    err = p.stderr.read()
+    assert p.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err
