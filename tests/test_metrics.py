@@ -142,6 +142,40 @@ def test_reference_features_come_from_the_cache_the_second_time(runs, monkeypatc
     assert torch.equal(cache.real_features(ext, data, cfg.data, "test", 100), first)
 
 
+def test_cached_features_follow_the_images_not_the_path(runs, monkeypatch, tmp_path):
+    """A user's npz replaced under the same path: its new images are scored, never the old file's features;
+    unchanged images come from the cache; a damaged cache file is computed again."""
+    import dataclasses
+
+    import numpy as np
+
+    from genlab.data import load
+    from genlab.metrics import cache
+    from genlab.metrics.features import get_extractor
+    from genlab.run import read_run_config
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    ext = get_extractor(f"domain:{runs / 'clf'}")
+    digits = load("digits")
+    path = tmp_path / "mine.npz"
+    data_cfg = dataclasses.replace(read_run_config(runs / "vae").data, source=f"npz:{path}")
+    features = {}
+    for name, images in (("old", digits.test.images[:50]), ("new", digits.test.images[50:100])):
+        np.savez(path, x_train=digits.train.images[:10].numpy(), x_test=images.numpy())
+        test = load(f"npz:{path}").test
+        features[name] = cache.real_features(ext, test, data_cfg, "test", 50)
+        torch.testing.assert_close(features[name], ext.features(test.images[:50].float() / 255))
+    assert not torch.allclose(features["old"], features["new"])
+    calls = []
+    monkeypatch.setattr(type(ext), "features", lambda self, *a, **k: calls.append(1) or features["new"])
+    cache.real_features(ext, test, data_cfg, "test", 50)
+    assert not calls  # the same images: read from the cache
+    (cached,) = (tmp_path / "cache" / "features").glob("*mine*")
+    cached.write_bytes(b"not a safetensors file")
+    cache.real_features(ext, test, data_cfg, "test", 50)
+    assert calls == [1]  # damaged: computed again
+
+
 def test_cache_key_changes_with_the_extractors_preprocessing_and_precision(runs):
     import dataclasses
 
