@@ -95,17 +95,29 @@ def _bad_idx(folder):
     (["train", "vae", "--data", "digits", "--config", "/no/such.toml"], "does not exist"),
     (["sample", "/no/such/run"], "does not exist"),
     (["trian"], "unknown command 'trian' (did you mean: train"),
+    (["train", "vae", "--set", "model.hidden=((1,2),3)"], "expects a flat list"),
+    (["train", "vae", "--config", "{data_not_table}"], "'data' must be a table of settings"),
+    (["train", "vae", "--data", "digits", "--config", "{train_list}"], "'train' must be a table of settings"),
 ])
 def test_user_mistakes_are_one_sentence_and_exit_2(tmp_path, capsys, args, fragment):
     bad = _bad_idx(tmp_path / "idx")
     np.save(tmp_path / "unlabelled.npy", np.zeros((4, 8, 8), np.uint8))
-    args = [a.format(bad_idx=bad, unlabelled=tmp_path / "unlabelled.npy") for a in args]
+    (tmp_path / "data.toml").write_text('data = "digits"\n[train]\nepochs = 1\n')
+    (tmp_path / "train.toml").write_text("train = [1, 2]\n")
+    args = [a.format(bad_idx=bad, unlabelled=tmp_path / "unlabelled.npy", data_not_table=tmp_path / "data.toml",
+                     train_list=tmp_path / "train.toml") for a in args]
     if args[0] == "train":
         args += ["--out", str(tmp_path / "out"), "--quiet"]
     code, _, err = run_cli(capsys, *args)
     assert code == 2
     assert fragment.lower() in err.lower()
     assert err.count("\n") == 1 and err.startswith("genlab: error: ")
+
+
+def test_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train", "vae", "--data", "digits", "--epochs", "1", "--out", "", "--quiet")
+    assert code == 2 and "--out needs a folder name" in err and not list(tmp_path.iterdir())
 
 
 def test_capability_errors(tmp_path, capsys):

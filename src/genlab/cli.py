@@ -140,6 +140,8 @@ def cmd_train(a) -> int:
     for key in ("epochs", "batch_size", "lr", "seed"):
         if getattr(a, key) is not None:
             flags["train"][key] = getattr(a, key)
+    if not a.out.strip():
+        raise UserError("--out needs a folder name (it was empty)")
     run = compose(a.model, a.config, flags, a.set)
     summary = train(run, a.out, quiet=a.quiet)
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per torchrun process

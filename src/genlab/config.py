@@ -46,7 +46,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise errors[0] if errors else UserError(f"{where}: invalid value {value!r}")
     if origin is tuple:
         if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            text = value.strip()
+            if text[:1] + text[-1:] in ("()", "[]"):
+                text = text[1:-1]
+            if any(c in text for c in "()[]"):
+                raise UserError(f"{where} expects a flat list such as 64,32 or (64, 32), got {value!r}")
+            value = [v for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where} expects a list of values, got {value!r}")
         inner = args[0] if args else str

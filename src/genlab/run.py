@@ -66,6 +66,10 @@ def compose(model: str | None = None, config_file: str | None = None, flags: dic
         d = read_toml(config_file)
         if isinstance(d.get("model"), str):  # `model = "vae"` shorthand
             d["model"] = {"name": d["model"]}
+        for section in SECTIONS:  # a section given as a value would be silently replaced by the flags below
+            if section in d and not isinstance(d[section], dict):
+                raise UserError(f"config file '{config_file}': '{section}' must be a table of settings "
+                                f"([{section}] with key = value lines), got {d[section]!r}")
     if model:
         d = merge(d, {"model": {"name": model}})
     if flags:
