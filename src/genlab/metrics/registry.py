@@ -96,14 +96,16 @@ class Metric:
     needs: tuple[str, ...]  # model capabilities, any one of which suffices
     summary: str
     uses: tuple[str, ...] = ()  # the context's networks it runs: "features", "classifier"
+    equal_sets: bool = False  # compares n samples with n real images: n may not exceed the split
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, needs: str | tuple[str, ...], summary: str, uses: tuple[str, ...] = ()):
+def metric(name: str, needs: str | tuple[str, ...], summary: str, uses: tuple[str, ...] = (),
+           equal_sets: bool = False):
     def wrap(fn):
-        METRICS[name] = Metric(fn, (needs,) if isinstance(needs, str) else needs, summary, uses)
+        METRICS[name] = Metric(fn, (needs,) if isinstance(needs, str) else needs, summary, uses, equal_sets)
         return fn
 
     return wrap
@@ -141,6 +143,9 @@ def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:
         if not any(hasattr(ctx.model, c) for c in needs):
             raise UserError(f"metric '{name}' needs a model with `{'` or `'.join(needs)}`, "
                             f"and {ctx.run.model} has none")
+        if METRICS[name].equal_sets and ctx.n > len(ctx.data):  # refused before any metric samples
+            raise UserError(f"{name} compares sets of equal size: --n {ctx.n} exceeds the {len(ctx.data)} images "
+                            f"of the {ctx.split} split; lower --n")
     out = {}
     with torch.no_grad(), torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         for name in names:

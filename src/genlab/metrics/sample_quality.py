@@ -5,7 +5,6 @@ number of generated samples, reference split and size. Numbers move with all of 
 """
 from __future__ import annotations
 
-from ..errors import UserError
 from .frechet import fid_from_features
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
@@ -48,11 +47,8 @@ def inception_score_metric(ctx: MetricContext) -> dict:
 
 
 @metric("pr", "sample", "precision/recall (Kynkaanniemi et al. 2019, k=3) and density/coverage (Naeem et al. 2020, k=5)",
-        uses=("features",))
+        uses=("features",), equal_sets=True)
 def pr(ctx: MetricContext) -> dict:
-    if ctx.n > len(ctx.data):
-        raise UserError(f"precision/recall compares sets of equal size: --n {ctx.n} exceeds the "
-                        f"{len(ctx.data)} images of the {ctx.split} split; lower --n")
     real, fake = ctx.reference_features()[: ctx.n], ctx.sample_features()
     return {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5),
             "protocol": {**feature_protocol(ctx, len(real)), "k_pr": 3, "k_dc": 5}}
