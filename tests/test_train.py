@@ -290,3 +290,54 @@ def test_mode_monitor_logs_coverage_and_a_fid_curve(tmp_path, monkeypatch):
         assert sum(m["histogram"]) == 1000 and 1 <= m["classes_covered"] <= 10
         assert math.isfinite(m["fid_1k"]) and m["fid_1k"] > 0
     assert list((tmp_path / "cache" / "features").glob("mnist-test-1000-*.safetensors"))  # one reference, reused
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(tiny_run(epochs=1), out, quiet=True)
+    return out
+
+
+TAMPERED = [
+    ("metrics.jsonl", b"\x00\xff\xfe binary", "not a log genlab wrote"),
+    ("metrics.jsonl", b'{"event": "train", "step": 1}\n[1, 2]\n{"event": "test", "step": 8}\n', "line 2 is not"),
+    ("metrics.jsonl", b'{"event": "train"}\n{"event": "test", "step": 8}\n', "line 1 is not"),
+    ("trainer_state.json", b'{"time_s": 1.0, "optimizers": {}}', "not a trainer state genlab wrote"),
+    ("trainer_state.json", b'{"step": "8", "time_s": 1.0, "optimizers": {}}', "not a trainer state genlab wrote"),
+    ("trainer_state.json", b"[" * 100000 + b"]" * 100000, "absurd nesting"),
+    ("config.json", b'{"model": {"name": "vae", "latent_dim": ' + b"9" * 5000 + b"}}", "absurd nesting or numbers"),
+    ("config.json", b'{"model": ' * 50000 + b"1" + b"}" * 50000, "absurd nesting"),
+]
+
+
+@pytest.mark.parametrize("name, content, fragment", TAMPERED, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(TAMPERED)])
+def test_tampered_run_files_are_one_sentence(finished, tmp_path, capsys, name, content, fragment):
+    """`info` and resuming read every file of the run folder; a damaged one is one sentence and exit 2."""
+    import shutil
+
+    from genlab.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / name).write_bytes(content)
+    for cmd in (["info", str(run)], ["train", "--config", str(tmp_path / "none.toml")]):
+        if cmd[0] == "train":  # resume with the run's own settings
+            cmd = ["train", "vae", "--data", "digits", "--limit", "256", "--epochs", "2", "--batch-size", "32",
+                   "--set", "train.samples=8", *sum([["--set", s] for s in TINY], []), "--out", str(run), "--quiet"]
+        code = main(cmd)
+        err = capsys.readouterr().err
+        assert code == 2 and fragment in err and err.count("\n") == 1 and "Traceback" not in err, (cmd[0], err)
+
+
+def test_a_partial_last_log_line_is_dropped_on_resume(finished, tmp_path):
+    """What a kill or a full disk leaves at the end of metrics.jsonl does not block the resume."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"event": "train", "step": 9, "lo')
+    train(tiny_run(epochs=2), run, quiet=True)
+    records = ckpt.read_metrics(run / "metrics.jsonl")
+    assert records[-1]["step"] == 16 and all("lo" not in r for r in records)

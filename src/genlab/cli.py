@@ -418,7 +418,7 @@ def cmd_list(a) -> int:
 
 def cmd_info(a) -> int:
     from .run import read_run_config
-    from .train.checkpoint import read_json
+    from .train.checkpoint import read_metrics, read_state
 
     run = Path(a.run)
     cfg = read_run_config(run)
@@ -427,18 +427,14 @@ def cmd_info(a) -> int:
     print(f"data   {cfg.data.source} {cfg.info.channels}x{cfg.info.height}x{cfg.info.width}, "
           f"{cfg.info.num_classes} classes, range {cfg.info.range}, binarize {cfg.info.binarized}")
     if (run / "trainer_state.json").exists():
-        st = read_json(run / "trainer_state.json")
+        st = read_state(run / "trainer_state.json")
         print(f"train  step {st['step']}, {st['time_s']:.1f} s, epochs planned {cfg.train.epochs}, "
               f"lr {cfg.train.lr}, batch {cfg.train.batch_size}, seed {cfg.train.seed}")
     else:
         print("train  no checkpoint yet")
     metrics = run / "metrics.jsonl"
     if metrics.exists():
-        last: dict = {}
-        for line in metrics.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                last[rec["event"]] = rec
+        last = {rec["event"]: rec for rec in read_metrics(metrics)}
         for ev, rec in last.items():
             vals = ", ".join(_fmt(k, v) for k, v in rec.items() if k not in ("event", "step", "epoch", "time_s"))
             print(f"{ev:6s} step {rec['step']}: {vals}")

@@ -143,9 +143,52 @@ def read_json(path: Path) -> dict:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"'{path}' is not valid JSON ({e}); it was not loaded") from None
+    except (RecursionError, ValueError):  # absurdly deep nesting; integers past Python's 4300-digit limit
+        raise UserError(f"'{path}' is not a file genlab wrote (absurd nesting or numbers); it was not loaded") from None
     if not isinstance(obj, dict):
         raise UserError(f"'{path}' should hold a JSON object")
     return obj
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def read_state(path: Path) -> dict:
+    """trainer_state.json, checked: a step and a time, the optimizers' table and the process count."""
+    st = read_json(path)
+    if not (_is_int(st.get("step")) and st["step"] >= 0 and isinstance(st.get("time_s"), (int, float))
+            and not isinstance(st.get("time_s"), bool) and isinstance(st.get("optimizers"), dict)
+            and _is_int(st.get("world", 1))):
+        raise UserError(f"'{path}' is not a trainer state genlab wrote (it needs step, time_s and optimizers); "
+                        f"the checkpoint cannot be used")
+    return st
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A partial last line (what a kill or a full disk leaves mid-write) is
+    dropped; any other line that is not a JSON object with an event name and a step is refused."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"'{path}' is not a log genlab wrote (binary content)") from None
+    lines = text.split("\n")
+    records = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("event"), str) and _is_int(rec.get("step")):
+            records.append(rec)
+        elif i == len(lines):  # the last line has no newline: an interrupted write
+            break
+        else:
+            raise UserError(f"'{path}' line {i} is not a genlab log record; fix or remove that line")
+    return records
 
 
 def load_module_state(module: torch.nn.Module, path: Path) -> None:

@@ -182,7 +182,7 @@ class Trainer:
         if changed:
             raise UserError(f"'{self.out}' holds a run with other settings ({', '.join(changed[:3])} differ); "
                             f"resume it with the same settings or choose a new --out")
-        state = ckpt.read_json(state_file)
+        state = ckpt.read_state(state_file)
         if state.get("world", 1) != self.dist.world:
             raise UserError(f"'{self.out}' was trained with {state.get('world', 1)} processes; resume it with the same number")
         ckpt.load_module_state(self.model, self.out / "model.safetensors")
@@ -204,8 +204,8 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in keep)))
+        keep = [rec for rec in ckpt.read_metrics(path) if rec["step"] <= step]
+        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep)))
 
     def save(self) -> None:
         self.time_s = self.time_base + time.perf_counter() - self.t0  # the epoch-end work counts too
@@ -433,7 +433,7 @@ class Trainer:
                 self.save()
             self.animate()
         except Diverged as e:
-            last = ckpt.read_json(self.out / "trainer_state.json")["step"] if (self.out / "trainer_state.json").exists() else None
+            last = ckpt.read_state(self.out / "trainer_state.json")["step"] if (self.out / "trainer_state.json").exists() else None
             kept = f"; the last good checkpoint (step {last}) is kept in {self.out}" if last is not None else \
                 "; no checkpoint had been written yet"
             raise Diverged(f"{e}{kept}") from None
