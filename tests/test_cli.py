@@ -96,6 +96,8 @@ def _bad_idx(folder):
     (["sample", "/no/such/run"], "does not exist"),
     (["trian"], "unknown command 'trian' (did you mean: train"),
     (["train", "vae", "--set", "model.hidden=((1,2),3)"], "expects a flat list"),
+    (["train", "vae", "--data", "digits", "--set", "model.latent_dim=1000000000"], "posterior_head.weight (2000000000 x"),
+    (["train", "dcgan", "--data", "digits", "--set", "model.width=1000000"], "GiB of weights"),
     (["train", "vae", "--config", "{data_not_table}"], "'data' must be a table of settings"),
     (["train", "vae", "--data", "digits", "--config", "{train_list}"], "'train' must be a table of settings"),
 ])

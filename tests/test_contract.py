@@ -350,3 +350,12 @@ def test_conv_refused_with_user_error(name):
         cfg.validate()
     with pytest.raises(UserError):
         from_dict(registry.get(name).config_cls, {"arch": "conv"})
+
+
+def test_sizes_are_checked_before_memory_is_asked_for():
+    """The meta-device build counts the weights without allocating them; settings that cannot fit are one
+    sentence naming the largest tensor, small ones pass."""
+    cfg = tiny_cfg("vae")
+    registry.check_size("vae", cfg, info_for((1, 8, 8)), memory=2**30)
+    with pytest.raises(UserError, match=r"the largest is .*\(16 x 64\)"):
+        registry.check_size("vae", cfg, info_for((1, 8, 8)), memory=1000)

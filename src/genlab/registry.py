@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from .config import merge
-from .errors import unknown
+from .errors import UserError, unknown
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,39 @@ def get(name: str) -> Entry:
     return _REGISTRY[name]
 
 
+def machine_memory() -> int:
+    """Bytes of physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(name: str, cfg: Any, info: Any, memory: int | None = None) -> None:
+    """Refuse settings whose model would not fit in memory, before any memory is asked for: the model is built
+    on the meta device (shapes only), and training needs about 4 bytes x 4 per float parameter (weights,
+    gradients and Adam's two moments)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = get(name).model_cls(cfg, info)
+    except UserError:
+        raise
+    except Exception:  # a model whose construction computes with real tensors: no estimate, the real build decides
+        return
+    tensors = [(n, t) for n, t in (*model.named_parameters(), *model.named_buffers())]
+    total = sum(t.numel() * t.element_size() for _, t in tensors)
+    memory = machine_memory() if memory is None else memory
+    if tensors and 4 * total > memory:
+        big_name, big = max(tensors, key=lambda nt: nt[1].numel())
+        raise UserError(f"these settings give '{name}' {total / 2**30:.1f} GiB of weights (about 4x that to train), "
+                        f"more than this machine's {memory / 2**30:.0f} GiB; the largest is {big_name} "
+                        f"({' x '.join(map(str, big.shape))}): lower the model or data sizes that set it")
+
+
 def build(name: str, cfg: Any, info: Any):
-    """Instantiate model `name` from its config dataclass (validated here too) and the data's `DataInfo`."""
+    """Instantiate model `name` from its config dataclass (validated here too) and the data's `DataInfo`,
+    after checking that it fits in memory."""
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()
+    check_size(name, cfg, info)
     return get(name).model_cls(cfg, info)
