@@ -23,7 +23,7 @@ from ..config import check_choice, check_positive
 from ..data import to_unit
 from ..errors import UserError
 from ..nn.heads import HEADS
-from .common import SingleLoss
+from .common import CycledLabels, SingleLoss
 
 
 @dataclass
@@ -44,10 +44,9 @@ class ARConfig:
 AR_DEFAULTS = {"data": {"binarize": "dynamic"}, "train": {"lr": 1e-3, "samples": 16}}
 
 
-class Autoregressive(SingleLoss):
+class Autoregressive(CycledLabels, SingleLoss):
     """Mixin for nn.Modules that define `network` and `receptive_rows`; call `_setup_head` first in __init__."""
 
-    conditional = False
     receptive_rows: int | None = None
 
     def _setup_head(self, cfg: ARConfig, info) -> int:
@@ -66,11 +65,6 @@ class Autoregressive(SingleLoss):
         """Data-range images -> (head targets, network input on [-1, 1]), both B x C x H x W."""
         t = self.head.target(to_unit(x, self.info))
         return t, (self.head.unit(t) * 2 - 1).to(x.dtype)
-
-    def _labels(self, y: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
-        if not self.conditional:
-            return None
-        return torch.arange(n, device=device) % self.num_classes if y is None else y.to(device)
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) in nats per image of the discrete image (levels or bits); -> B."""

@@ -23,6 +23,19 @@ class SingleLoss:
         return {k: v.detach() for k, v in out.items()}
 
 
+class CycledLabels:
+    """Mixin for models with an optional class condition: `_labels(y, n, device)` is None for an unconditional
+    model, y itself when given, else the classes in turn (0, 1, ..., K-1, 0, ...) for n generated images."""
+
+    conditional = False
+    num_classes = 0
+
+    def _labels(self, y: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        return torch.arange(n, device=device) % self.num_classes if y is None else y.to(device)
+
+
 @contextmanager
 def frozen(*modules: nn.Module) -> Iterator[None]:
     """No parameter gradients for `modules` inside the block (gradients still flow through them)."""

@@ -33,7 +33,7 @@ from ..data.transforms import RANGES
 from ..errors import UserError
 from ..nn.unet import UNet
 from ..registry import register
-from .common import SingleLoss
+from .common import CycledLabels, SingleLoss
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "x0", "v")
@@ -111,7 +111,7 @@ class DDPMConfig:
 
 
 @register("ddpm", DDPMConfig, DEFAULTS)
-class DDPM(SingleLoss, nn.Module):
+class DDPM(CycledLabels, SingleLoss, nn.Module):
     """DDPM: a U-Net denoiser, linear or cosine noise schedule, eps/x0/v prediction, DDPM and DDIM samplers."""
 
     nll_estimator = "variational bound, all T terms (an upper bound on the NLL)"
@@ -221,11 +221,6 @@ class DDPM(SingleLoss, nn.Module):
         return {"loss": loss}
 
     # ------------------------------------------------------------ sampling
-    def _labels(self, y: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
-        if not self.conditional:
-            return None
-        return torch.arange(n, device=device) % self.num_classes if y is None else y.to(device)
-
     def timestep_sequence(self, steps: int) -> list[int]:
         """`steps` timesteps evenly spaced over 0 .. T-1, descending (DDIM's tau, always ending at 0)."""
         if not 1 <= steps <= self.cfg.timesteps:
