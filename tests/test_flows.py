@@ -21,7 +21,8 @@ FLOWS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, Fl
 TINY = {"width": 8, "layers": 1, "depth": 2}
 # (model, config fields, data range): every code path of the three models
 CASES = [("nice", {}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("realnvp", {}, "01"),
-         ("realnvp", {"norm": "act"}, "-11"), ("glow", {}, "01"), ("glow", {"coupling": "additive"}, "-11")]
+         ("realnvp", {"norm": "act"}, "-11"), ("glow", {}, "01"), ("glow", {"coupling": "additive"}, "-11"),
+         ("glow", {"alpha": 0.05}, "-11")]
 IDS = [f"{n}-{','.join(f'{k}={v}' for k, v in f.items())}-{r}" for n, f, r in CASES]
 
 
@@ -279,7 +280,8 @@ def test_automatic_levels():
 
 @pytest.mark.parametrize("name,setting", [("realnvp", {"alpha": 0.5}), ("realnvp", {"norm": "layer"}),
                                           ("glow", {"coupling": "spline"}), ("nice", {"prior": "laplace"}),
-                                          ("glow", {"depth": 0}), ("nice", {"temperature": -1})])
+                                          ("glow", {"depth": 0}), ("glow", {"alpha": 0.5}),
+                                          ("nice", {"temperature": -1})])
 def test_bad_settings_are_refused(name, setting):
     with pytest.raises(UserError, match=f"model.{next(iter(setting))}"):
         from_dict(registry.get(name).config_cls, setting)
