@@ -100,14 +100,30 @@ def _bad_idx(folder):
     (["train", "dcgan", "--data", "digits", "--set", "model.width=1000000"], "GiB of weights"),
     (["train", "vae", "--config", "{data_not_table}"], "'data' must be a table of settings"),
     (["train", "vae", "--data", "digits", "--config", "{train_list}"], "'train' must be a table of settings"),
+    (["train", "vae", "--data", "digits", "--set", "model=3"], "names a section, not a setting"),
+    (["train", "vae", "--data", "digits", "--set", "train.beta1=nan"], "train.beta1 is a decay in [0, 1), got nan"),
+    (["train", "vae", "--data", "digits", "--set", "train.beta2=1"], "train.beta2 is a decay in [0, 1)"),
+    (["train", "vae", "--data", "digits", "--set", "train.weight_decay=-1"], "train.weight_decay must be non-neg"),
+    (["train", "vae", "--data", "digits", "--set", "train.momentum=-0.5"], "train.momentum must be non-negative"),
+    (["train", "vae", "--data", "digits", "--seed", "99999999999999999999"], "in [0, 2^63), got 99999999999999999999"),
+    (["train", "vae", "--data", "digits", "--set", "train.device=meta"], "cpu or cuda (auto picks), not on meta"),
+    (["train", "vae", "--data", "digits", "--set", "train.device=mps"], "not on mps"),
+    (["train", "vae", "--data", "digits", "--set", "data.resize=1000000"], "data.resize=1000000"),
+    (["train", "vae", "--data", "digits", "--set", "model.latent_dim=" + "9" * 5000], "(5,002 characters)"),
+    (["sample", "{run}", "-n", "1000000000"], "-n 1000000000 (1,000,000,000 images of 1 x 8 x 8) needs"),
+    (["sample", "{run}", "--seed", "-1"], "--seed: expected a whole number in [0, 2^63)"),
+    (["eval", "{run}", "--metrics", "nll", "--iwae-k", "1000000000"], "use at most 100,000"),
+    (["eval", "{run}", "--metrics", "modes", "--n", "100000000"], "--n 100,000,000 (100,000,000 samples"),
+    (["sample", "{run}", "-o", "{file}/x.png"], "cannot write"),
+    (["sample", "{run}", "-o", "/proc/genlab/x.png"], "cannot write '/proc/genlab/x.png'"),
 ])
-def test_user_mistakes_are_one_sentence_and_exit_2(tmp_path, capsys, args, fragment):
+def test_user_mistakes_are_one_sentence_and_exit_2(tmp_path, capsys, vae_run, args, fragment):
     bad = _bad_idx(tmp_path / "idx")
     np.save(tmp_path / "unlabelled.npy", np.zeros((4, 8, 8), np.uint8))
     (tmp_path / "data.toml").write_text('data = "digits"\n[train]\nepochs = 1\n')
     (tmp_path / "train.toml").write_text("train = [1, 2]\n")
     args = [a.format(bad_idx=bad, unlabelled=tmp_path / "unlabelled.npy", data_not_table=tmp_path / "data.toml",
-                     train_list=tmp_path / "train.toml") for a in args]
+                     train_list=tmp_path / "train.toml", run=vae_run, file=tmp_path / "data.toml") for a in args]
     if args[0] == "train":
         args += ["--out", str(tmp_path / "out"), "--quiet"]
     code, _, err = run_cli(capsys, *args)

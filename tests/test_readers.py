@@ -99,8 +99,11 @@ def test_idx_through_sources_load(tmp_path, mnist_like):
         (idx_bytes(np.zeros((2, 3, 4), np.uint8))[:10], None, "truncated: it ends inside its header"),
         (idx_bytes(np.zeros((2, 3, 4), np.uint8)), idx_bytes(np.zeros(3, np.uint8)), "found 3 labels for 2 images"),
         (idx_bytes(np.zeros((2, 3, 4), np.uint8)), idx_bytes(np.zeros((3, 1), np.uint8)), "IDX labels"),
+        (b"\0\0\x08\x03" + struct.pack(">3i", 0, 28, 28), None, "sizes 0 x 28 x 28, and every size must be pos"),
+        (b"\0\0\x08\x03" + struct.pack(">3i", 2, -3, 4) + bytes(24), None, "sizes 2 x -3 x 4"),
     ],
-    ids=["magic", "dtype", "dims", "short-data", "short-header", "label-count", "label-dims"],
+    ids=["magic", "dtype", "dims", "short-data", "short-header", "label-count", "label-dims", "zero-size",
+         "negative-size"],
 )
 def test_idx_errors(tmp_path, images, labels, match):
     write(tmp_path / "train-images-idx3-ubyte", images)
@@ -118,6 +121,23 @@ def test_idx_corrupt_gzip(tmp_path, mnist_like):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(idx_bytes(mnist_like[0]))  # named .gz, not gzipped
     with pytest.raises(UserError, match="not a valid gzip file"):
         readers.idx(tmp_path)
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """An IDX .gz that inflates past a quarter of the machine's memory stops at that bound, whatever its header."""
+    header = b"\0\0\x08\x03" + struct.pack(">3i", 1000, 100, 100)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(10_000_000)))
+    monkeypatch.setattr(readers, "machine_memory", lambda: 16 * 2**20)  # a 16 MiB machine: limit 4 MiB
+    with pytest.raises(UserError, match=r"inflates to more than 0.0 GiB \(it is [\d,]+ bytes compressed\)"):
+        readers.idx(tmp_path)
+    monkeypatch.setattr(readers, "machine_memory", lambda: 64 * 2**20)
+    assert readers.idx(tmp_path).train.shape == (1, 100, 100)
+
+
+def test_a_label_that_implies_absurdly_many_classes_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.array([0, 1, 10**12]))
+    with pytest.raises(UserError, match="label 1000000000000 implies 1,000,000,000,001 classes"):
+        readers.npz(tmp_path / "d.npz")
 
 
 def test_idx_folder_without_train_images(tmp_path, mnist_like):

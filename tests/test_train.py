@@ -58,6 +58,12 @@ def test_run_folder_contents(tmp_path):
     assert not (out / ckpt.STAGING).exists() and not (out / ckpt.COMMIT).exists()
 
 
+def test_no_test_images_means_no_per_epoch_test_losses(tmp_path):
+    train(tiny_run(epochs=1, eval_images=0, log_every=4), tmp_path / "run", quiet=True)
+    events = {json.loads(line)["event"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}
+    assert "train" in events and "test" not in events
+
+
 def test_extending_a_finished_run_equals_one_long_run(tmp_path):
     train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
     train(tiny_run(epochs=4), tmp_path / "a", quiet=True)  # resumes at step 16 and goes on
@@ -111,6 +117,28 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; no oversubsc
 def _genlab(*args):
     return subprocess.Popen([sys.executable, "-m", "genlab.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+
+
+def test_a_checkpoint_that_hits_a_file_size_limit_keeps_the_previous_one(tmp_path):
+    """A full disk or a file-size limit during a checkpoint: one sentence, exit 2, the last checkpoint unchanged
+    and resumable. The limit (RLIMIT_FSIZE, 30 kB) lets the weights (18 kB) through and stops Adam's state (37 kB)."""
+    args = ["train", "vae", "--data", "digits", "--limit", "256", "--batch-size", "32", "--set", "model.hidden=32",
+            "--set", "model.latent_dim=2", "--set", "train.samples=0", "--out", str(tmp_path / "run"), "--quiet"]
+    assert subprocess.run([sys.executable, "-m", "genlab.cli", *args, "--epochs", "1"], env=ONE_THREAD).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file() and p.suffix != ".0"}
+    limited = ("import resource, signal, sys; from genlab.cli import main; "
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000)); sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", limited, *args, "--epochs", "2"], env=ONE_THREAD,
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "could not write a checkpoint" in done.stderr
+    assert "the previous checkpoint is intact" in done.stderr and "Traceback" not in done.stderr
+    for name in ("model.safetensors", "trainer_state.json", "trainer_state.safetensors"):  # config: epochs 1 -> 2
+        assert (tmp_path / "run" / name).read_bytes() == before[name], name
+    assert not (tmp_path / "run" / ckpt.STAGING).exists()
+    assert subprocess.run([sys.executable, "-m", "genlab.cli", *args, "--epochs", "2"], env=ONE_THREAD).returncode == 0
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["step"] == 16
 
 
 @pytest.mark.parametrize("kill_after_step", [0, 120])

@@ -5,13 +5,14 @@ User mistakes end with one sentence on stderr and exit status 2; a diverged run 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from pathlib import Path
 
-from .config import positive_int
-from .errors import UserError, closest
+from .config import positive_int, seed_int
+from .errors import UserError, check_memory, closest
 
 EXIT_USER, EXIT_DIVERGED = 2, 1
 
@@ -61,7 +62,7 @@ def build_parser() -> Parser:
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--limit", type=positive_int, help="train on the first N images")
     p.add_argument("--config", help="a TOML file with [model], [data], [train] tables")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -73,7 +74,7 @@ def build_parser() -> Parser:
     _run_dir_arg(p)
     p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("-o", "--output", help="PNG path (default DIR/sample.png)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: DDIM, or ancestral DDPM over all T steps")
@@ -95,7 +96,7 @@ def build_parser() -> Parser:
     p.add_argument("--pairs", type=positive_int, default=6)
     p.add_argument("--steps", type=positive_int, default=10)
     p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
 
     p = cmd("eval", "evaluate trained models; writes DIR/eval.json and prints a table (or compares runs)")
@@ -112,7 +113,7 @@ def build_parser() -> Parser:
     p.add_argument("--ref", "--split", dest="split", choices=("train", "test"), default="test",
                    help="the reference split")
     p.add_argument("--iwae-k", type=positive_int, default=100, help="importance samples per image for nll (VAEs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
 
@@ -218,6 +219,9 @@ def cmd_sample(a) -> int:
         if isinstance(value, float) and not value >= 0:
             raise UserError(f"--{name} must be >= 0, got {value}")
         kwargs[name] = value
+    # the images in float32 and, at worst, about 15 times that in the generator's activations (drawn in one call)
+    check_memory(f"-n {a.n} ({a.n:,} images of {' x '.join(map(str, cfg.info.shape))})", 64 * a.n * cfg.info.dim,
+                 "draw fewer samples per call")
     start = time.perf_counter()
     with torch.no_grad():
         images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed), **kwargs)
@@ -291,6 +295,9 @@ def cmd_interpolate(a) -> int:
     return 0
 
 
+IWAE_K_MAX = 100_000  # 20x the papers' k: past it the cost (n x k decoder passes) buys nothing anyone reports
+
+
 def cmd_eval(a) -> int:
     if a.compare:
         return _compare(a)
@@ -301,6 +308,9 @@ def cmd_eval(a) -> int:
     from .metrics.registry import runnable
     from .train.checkpoint import write_json
 
+    if a.iwae_k > IWAE_K_MAX:
+        raise UserError(f"--iwae-k {a.iwae_k:,} means {a.iwae_k:,} decoder passes per image (the papers use 5,000): "
+                        f"use at most {IWAE_K_MAX:,}")
     run_dir = Path(a.runs[0])
     model, cfg = _load(run_dir)
     out = run_dir / "eval.json"
@@ -454,7 +464,7 @@ def cmd_apply(a) -> int:
     p.add_argument("--split", choices=("train", "test"), default="test", help="the images measured (default test)")
     p.add_argument("--n", type=positive_int, default=10000, help="the first N images of the split (default 10000)")
     p.add_argument("--out", help="output folder (default DIR/apply/NAME)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per model call")
     entry.add_arguments(p)
     b = p.parse_known_into(a.rest)
@@ -469,6 +479,11 @@ def cmd_apply(a) -> int:
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate,
             "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
+
+
+# file-system refusals that are the machine's state, not a bug: each becomes one sentence and exit 2
+OS_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+               errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,6 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit-time flush of stdout cannot raise again
         return 0
+    except OSError as e:  # the machine refused a file operation: a full disk, a read-only folder, a missing path
+        if e.errno not in OS_REFUSALS:
+            raise
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"genlab: error: the system refused{where}: {e.strerror}", file=sys.stderr)
+        return EXIT_USER
 
 
 if __name__ == "__main__":

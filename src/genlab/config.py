@@ -23,6 +23,12 @@ def to_dict(cfg: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """repr of a user's value for an error message, shortened so that the message stays one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 15]}... ({len(text):,} characters)"
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -43,17 +49,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, a, where)
             except UserError as e:
                 errors.append(e)
-        raise errors[0] if errors else UserError(f"{where}: invalid value {value!r}")
+        raise errors[0] if errors else UserError(f"{where}: invalid value {_show(value)}")
     if origin is tuple:
         if isinstance(value, str):
             text = value.strip()
             if text[:1] + text[-1:] in ("()", "[]"):
                 text = text[1:-1]
             if any(c in text for c in "()[]"):
-                raise UserError(f"{where} expects a flat list such as 64,32 or (64, 32), got {value!r}")
+                raise UserError(f"{where} expects a flat list such as 64,32 or (64, 32), got {_show(value)}")
             value = [v for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where} expects a list of values, got {value!r}")
+            raise UserError(f"{where} expects a list of values, got {_show(value)}")
         inner = args[0] if args else str
         return tuple(_coerce(v, inner, where) for v in value)
     if tp is bool:
@@ -61,25 +67,31 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
-        raise UserError(f"{where} expects true or false, got {value!r}")
+        raise UserError(f"{where} expects true or false, got {_show(value)}")
     if tp is int:
         if isinstance(value, bool):
-            raise UserError(f"{where} expects an integer, got {value!r}")
+            raise UserError(f"{where} expects an integer, got {_show(value)}")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())  # exact, where float() would round large whole numbers
+        except ValueError:
+            pass
         try:
             f = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{where} expects an integer, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"{where} expects an integer, got {_show(value)}") from None
         if not math.isfinite(f) or f != int(f):
-            raise UserError(f"{where} expects an integer, got {value!r}")
+            raise UserError(f"{where} expects an integer, got {_show(value)}")
         return int(f)
     if tp is float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise UserError(f"{where} expects a number, got {value!r}") from None
+            raise UserError(f"{where} expects a number, got {_show(value)}") from None
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise UserError(f"{where} expects a string, got {value!r}")
+            raise UserError(f"{where} expects a string, got {_show(value)}")
         return str(value)
     raise TypeError(f"unsupported config field type {tp!r} at {where}")
 
@@ -171,3 +183,14 @@ def check_positive(where: str, value: float, allow_zero: bool = False) -> None:
         raise UserError(f"{where} must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{where} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+
+
+def seed_int(s: str) -> int:
+    """argparse type for --seed: a whole number in [0, 2^63), the range torch's generators take."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2^63), got {v}")
+    return v

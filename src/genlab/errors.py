@@ -26,3 +26,19 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> UserError:
     choices = sorted(choices)
     hint = closest(name, choices) or f" (valid: {', '.join(choices)})"
     return UserError(f"unknown {kind} '{name}'{hint}")
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(what: str, nbytes: int, fix: str, share: float = 0.5, memory: int | None = None) -> None:
+    """Refuse, before allocating, a request for more than `share` of the machine's memory: `what` names the setting
+    and the size it implies, `fix` what to change."""
+    memory = machine_memory() if memory is None else memory
+    if nbytes > share * memory:
+        raise UserError(f"{what} needs {nbytes / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:.0f} GiB "
+                        f"allows: {fix}")

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from .config import merge
-from .errors import UserError, unknown
+from .errors import UserError, machine_memory, unknown
 
 
 @dataclass(frozen=True)
@@ -70,11 +69,6 @@ def get(name: str) -> Entry:
     if name not in _REGISTRY:
         raise unknown("model", name, _REGISTRY)
     return _REGISTRY[name]
-
-
-def machine_memory() -> int:
-    """Bytes of physical memory."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_size(name: str, cfg: Any, info: Any, memory: int | None = None) -> None:

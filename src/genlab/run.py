@@ -79,6 +79,10 @@ def compose(model: str | None = None, config_file: str | None = None, flags: dic
         bad = set(over) - set(SECTIONS)
         if bad:
             raise UserError(f"--set keys start with model., data. or train., got '{sorted(bad)[0]}'")
+        for section, value in over.items():
+            if not isinstance(value, dict):
+                raise UserError(f"--set {section}={value} names a section, not a setting: "
+                                f"--set {section}.KEY=VALUE")
         d = merge(d, over)
     name = (d.get("model") or {}).get("name")
     if name:

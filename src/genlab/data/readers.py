@@ -8,7 +8,6 @@ batches, and those only through `_CifarUnpickler`, which can build numpy arrays 
 from __future__ import annotations
 
 import codecs
-import gzip
 import io
 import math
 import pickle
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, machine_memory
 from .base import ImageSet, Splits
 from .sources import user
 
@@ -30,6 +29,9 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read '{path}': {e.strerror or e}") from None
+
+
+MAX_CLASSES = 2**16  # a label is a class index: one of 10^12 is a mistake, and would size every class table
 
 
 def _labels(values, n: int, what: str, num_classes: int | None = None) -> torch.Tensor:
@@ -43,6 +45,9 @@ def _labels(values, n: int, what: str, num_classes: int | None = None) -> torch.
         raise UserError(f"{what}: found {len(y)} labels for {n} images; the counts must match")
     if n and y.min() < 0:
         raise UserError(f"{what}: labels must be >= 0, found {y.min()}")
+    if n and y.max() >= MAX_CLASSES:
+        raise UserError(f"{what}: labels are class indices 0..K-1, and label {y.max()} implies {int(y.max()) + 1:,} "
+                        f"classes (genlab takes at most {MAX_CLASSES:,}); renumber the labels")
     if n and num_classes is not None and y.max() >= num_classes:
         raise UserError(f"{what}: label {y.max()} is out of range for the {num_classes} class names given")
     return torch.from_numpy(y.astype(np.int64))
@@ -53,6 +58,28 @@ def _labels(values, n: int, what: str, num_classes: int | None = None) -> torch.
 _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 
 
+def _gunzip(data: bytes, path: Path, limit: int | None = None) -> bytes:
+    """Decompress a gzip file in bounded pieces, refusing one that inflates past `limit` bytes (a quarter of the
+    machine's memory by default) before it is all in memory."""
+    limit = machine_memory() // 4 if limit is None else limit
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16: expect the gzip header and trailer
+    pieces, size, rest = [], 0, data
+    try:
+        while rest and not inflate.eof:
+            piece = inflate.decompress(rest, 1 << 24)
+            size += len(piece)
+            if size > limit:
+                raise UserError(f"'{path}' inflates to more than {limit / 2**30:.1f} GiB (it is {len(data):,} bytes "
+                                "compressed): not a dataset this machine can hold; is it the right file?")
+            pieces.append(piece)
+            rest = inflate.unconsumed_tail
+        if not inflate.eof:
+            raise UserError(f"'{path}' is not a valid gzip file (it ends early); download it again or unzip it by hand")
+    except zlib.error as e:
+        raise UserError(f"'{path}' is not a valid gzip file ({e}); download it again or unzip it by hand") from None
+    return b"".join(pieces)
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """One IDX file, optionally gzipped (name ending in .gz).
 
@@ -61,10 +88,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """
     data = _read_bytes(path)
     if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise UserError(f"'{path}' is not a valid gzip file ({e}); download it again or unzip it by hand") from None
+        data = _gunzip(data, path)
     if len(data) < 4 or data[:2] != b"\0\0":
         raise UserError(f"'{path}' is not an IDX file: bad magic number {data[:4].hex() or '(empty file)'}")
     code, dims = data[2], data[3]
@@ -78,6 +102,9 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     if len(data) < header:
         raise UserError(f"'{path}' is truncated: it ends inside its header")
     shape = struct.unpack(f">{dims}i", data[4:header])
+    if min(shape) <= 0:
+        raise UserError(f"'{path}' is corrupt: its header gives the sizes {' x '.join(map(str, shape))}, "
+                        "and every size must be positive")
     need = math.prod(shape)
     if len(data) - header != need:
         raise UserError(

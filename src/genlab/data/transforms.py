@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check_choice
-from ..errors import UserError
+from ..errors import UserError, check_memory
 from .base import DataInfo, ImageSet
 
 BINARIZE = ("none", "dynamic", "static")
@@ -45,6 +45,12 @@ class DataConfig:
 def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
     """Load-time transforms on uint8 images; returns a new ImageSet."""
     x = images.images
+    n, c, h, w = x.shape
+    side_h, side_w = (cfg.resize, cfg.resize) if cfg.resize else (h, w)
+    side_h, side_w = side_h + 2 * cfg.pad, side_w + 2 * cfg.pad
+    # the resize runs on float32 copies of the whole set
+    check_memory(f"data.resize={cfg.resize}, data.pad={cfg.pad} ({n:,} images of {c} x {side_h} x {side_w})",
+                 n * c * side_h * side_w * (4 if cfg.resize else 1), "lower data.resize or data.pad, or data.limit")
     if cfg.grayscale and x.shape[1] > 1:
         x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
     if cfg.resize:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..data import Batches, ImageSet, Pipeline
-from ..errors import UserError, unknown
+from ..errors import UserError, check_memory, unknown
 
 
 @dataclass
@@ -146,6 +146,10 @@ def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:
         if METRICS[name].equal_sets and ctx.n > len(ctx.data):  # refused before any metric samples
             raise UserError(f"{name} compares sets of equal size: --n {ctx.n} exceeds the {len(ctx.data)} images "
                             f"of the {ctx.split} split; lower --n")
+    if any("sample" in METRICS[name].needs for name in names):  # kept as float32 (and copied once, by the cat)
+        info = ctx.model.info
+        check_memory(f"--n {ctx.n:,} ({ctx.n:,} samples of {' x '.join(map(str, info.shape))})",
+                     8 * ctx.n * info.dim, "lower --n")
     out = {}
     with torch.no_grad(), torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         for name in names:

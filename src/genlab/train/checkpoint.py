@@ -10,6 +10,7 @@ files of two checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -37,12 +38,17 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write one file through a temporary sibling and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:  # a full disk, a file-size limit, a read-only folder
+        with contextlib.suppress(OSError):  # under a file, or gone
+            tmp.unlink()
+        raise UserError(f"cannot write '{path}': {getattr(e, 'strerror', None) or e}") from None
 
 
 def write_json(path: Path, obj) -> None:
@@ -103,12 +109,19 @@ def commit(run_dir: Path, files: dict[str, Callable[[Path], None]]) -> None:
     run_dir = Path(run_dir)
     recover(run_dir)
     staging = run_dir / STAGING
-    staging.mkdir(parents=True)
-    for name, write in files.items():
-        write(staging / name)
-        with open(staging / name, "rb+") as f:
-            os.fsync(f.fileno())
-    _fsync_dir(staging)
+    try:
+        staging.mkdir(parents=True)
+        for name, write in files.items():
+            write(staging / name)
+            with open(staging / name, "rb+") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(staging)
+    except (OSError, SafetensorError) as e:  # before the rename: the previous checkpoint is untouched
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = ("the previous checkpoint is intact" if (run_dir / "trainer_state.json").exists()
+                else "no checkpoint was saved yet")
+        raise UserError(f"could not write a checkpoint into '{run_dir}' ({getattr(e, 'strerror', None) or e}); {kept}: "
+                        "free space (or lift the limit) and run the same command to resume") from None
     os.rename(staging, run_dir / COMMIT)
     _fsync_dir(run_dir)
     recover(run_dir)

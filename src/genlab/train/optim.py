@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import check_choice, check_positive
-from ..errors import unknown
+from ..errors import UserError, unknown
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -45,6 +45,12 @@ class OptimConfig:
         check_positive("train.lr", self.lr)
         check_positive("train.grad_clip", self.grad_clip, allow_zero=True)
         check_positive("train.warmup_steps", self.warmup_steps, allow_zero=True)
+        check_positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("train.momentum", self.momentum, allow_zero=True)
+        for name in ("beta1", "beta2"):  # Adam's moment decays
+            value = getattr(self, name)
+            if not 0 <= value < 1:  # also false for nan
+                raise UserError(f"train.{name} is a decay in [0, 1), got {value}")
 
 
 def make_optimizer(params, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:

@@ -56,7 +56,8 @@ class TrainConfig(OptimConfig):
     ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
     samples: int = 64  # images in the per-epoch grid; 0 = none
     eval_test: bool = True  # per-epoch test-set losses for models that define `losses`
-    eval_images: int = 2000  # test images for the per-epoch losses (a progress signal; genlab eval gives the full figure)
+    eval_images: int = 2000  # test images for the per-epoch losses (a progress signal; genlab eval gives the full
+    # figure); 0 = none
     monitor_modes: bool = False  # per epoch: class coverage of 1000 samples under a domain classifier
     monitor_classifier: str = "domain"  # domain (shipped MNIST) | domain:DIR
 
@@ -67,6 +68,8 @@ class TrainConfig(OptimConfig):
         for name in ("max_steps", "samples", "eval_images"):
             check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
         check_choice("train.amp", self.amp, AMP)
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"train.seed must be a whole number in [0, 2^63), got {self.seed}")
         if not 0 <= self.ema < 1:
             raise UserError(f"train.ema is a decay in [0, 1), got {self.ema}")
 
@@ -86,6 +89,8 @@ def pick_device(name: str, local_rank: int) -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise UserError(f"train.device '{name}' is not a device name (auto, cpu, cuda, cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):  # meta holds no data; this build links no other backend (mps, xla)
+        raise UserError(f"train.device={name}: genlab trains on cpu or cuda (auto picks), not on {dev.type}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"train.device={name} but no CUDA device is available; use --set train.device=cpu")
     return dev
@@ -334,7 +339,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate_test(self) -> dict[str, float] | None:
         """Mean of each loss term over (up to eval_images of) the test split, with fixed noise."""
-        if not (self.cfg.eval_test and self.test is not None and hasattr(self.model, "losses") and self.dist.main):
+        if not (self.cfg.eval_test and self.cfg.eval_images and self.test is not None and hasattr(self.model, "losses")
+                and self.dist.main):
             return None
         data = self.test.subset(self.cfg.eval_images)
         batches = Batches(data, self.pipeline, 500, shuffle=False, drop_last=False, device=self.device)
