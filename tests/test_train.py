@@ -186,6 +186,26 @@ def test_interrupted_commit_rolls_forward(tmp_path):
     assert_same(weights(tmp_path), new)
 
 
+@pytest.mark.parametrize("plant", ["commit-file", "staging-file", "commit-subfolder", "commit-symlink"])
+def test_journal_entries_of_the_wrong_kind_are_refused_and_change_nothing(tmp_path, plant):
+    train(tiny_run(epochs=1), tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    before = weights(run)
+    if plant == "commit-file":
+        (run / ckpt.COMMIT).write_text("x")
+    elif plant == "staging-file":
+        (run / ckpt.STAGING).write_text("x")
+    elif plant == "commit-subfolder":
+        (run / ckpt.COMMIT / "model.safetensors").mkdir(parents=True)
+    else:
+        (run / ckpt.COMMIT).mkdir()
+        (run / ckpt.COMMIT / "model.safetensors").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="remove"):
+        train(tiny_run(epochs=2), run, quiet=True)
+    assert_same(weights(run), before)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_nonfinite_loss_stops_with_the_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     from genlab.models.vae import VAE
 

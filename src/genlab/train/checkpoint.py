@@ -65,8 +65,16 @@ def recover(run_dir: Path) -> None:
     """Finish a commit a kill interrupted (roll forward) and drop a half-written staging folder."""
     run_dir = Path(run_dir)
     commit = run_dir / COMMIT
+    for entry in (commit, run_dir / STAGING):
+        if entry.is_symlink() or (entry.exists() and not entry.is_dir()):
+            raise UserError(f"'{entry}' is not the folder genlab's checkpoints leave there; remove it and run again")
     if commit.is_dir():
-        for f in sorted(commit.iterdir()):
+        files = sorted(commit.iterdir())
+        odd = [f for f in files if f.is_symlink() or not f.is_file()]
+        if odd:
+            raise UserError(f"'{odd[0]}' is not a checkpoint file genlab wrote; remove '{commit}' to go back to the "
+                            f"previous checkpoint")
+        for f in files:
             os.replace(f, run_dir / f.name)
         commit.rmdir()
     shutil.rmtree(run_dir / STAGING, ignore_errors=True)
