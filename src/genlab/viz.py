@@ -41,11 +41,20 @@ def upscale_for_display(side: int) -> int:
     return max(1, 96 // side) if side < 48 else 1
 
 
-def save_animation(frames: list[Path], path: str | Path, ms_per_frame: int = 400) -> Path | None:
-    """An animated GIF of PNG frames (e.g. the per-epoch sample grids), the last frame held longer."""
-    if not frames:
+def _frame(path: Path) -> Image.Image | None:
+    try:
+        with Image.open(path) as im:
+            return im.convert("P", palette=Image.ADAPTIVE)
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None
-    images = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
+
+
+def save_animation(frames: list[Path], path: str | Path, ms_per_frame: int = 400) -> Path | None:
+    """An animated GIF of PNG frames (e.g. the per-epoch sample grids), the last frame held longer. Frames that
+    cannot be read (deleted or damaged since they were written) are left out."""
+    images = [im for im in map(_frame, frames) if im is not None]
+    if not images:
+        return None
     durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 4]
     path = Path(path)
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
