@@ -20,9 +20,9 @@ import time
 import torch
 from timing import time_fit  # benchmarks/ is the script's folder
 
-from genlab import registry
 from genlab.config import parse_overrides
 from genlab.data import info_for, load
+from genlab.models import registry
 from genlab.run import compose
 
 BATCH = 64

@@ -44,8 +44,8 @@ def main() -> None:
         gif_kib = (out / "samples" / "progress.gif").stat().st_size / 1024
     per_epoch = [b - a_ for a_, b in zip(ends, ends[1:])]
     first, last = statistics.median(per_epoch[:10]), statistics.median(per_epoch[-10:])
-    print(f"| epochs | first 10 (s/epoch, median) | last 10 (s/epoch, median) | last / first | wall (s) | "
-          f"progress.gif (KiB) |")
+    print("| epochs | first 10 (s/epoch, median) | last 10 (s/epoch, median) | last / first | wall (s) | "
+          "progress.gif (KiB) |")
     print("|---|---|---|---|---|---|")
     print(f"| {a.epochs} | {first:.4f} | {last:.4f} | {last / first:.2f} | {wall:.1f} | {gif_kib:.0f} |")
 

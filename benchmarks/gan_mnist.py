@@ -15,10 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-
-from genlab import registry
 from genlab.data import load, prepare
 from genlab.metrics import MetricContext, evaluate
+from genlab.models import registry
 from genlab.run import compose, load_model
 from genlab.train.trainer import train
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from timing import time_fit  # benchmarks/ is the script's folder
 
-from genlab import registry
 from genlab.data import load
+from genlab.models import registry
 from genlab.run import compose
 
 BATCH = 64

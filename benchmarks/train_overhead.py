@@ -5,7 +5,7 @@ What it measures
     MNIST (60k train images, [0, 1] grey levels, genlab's default data config) with Adam lr 1e-3,
     batch 128, drop_last, a fresh shuffle each epoch, in three variants:
 
-    - plain:       the same model class built by `genlab.registry.build`, a plain `torch.optim.Adam` and
+    - plain:       the same model class built by `genlab.models.registry.build`, a plain `torch.optim.Adam` and
                    a loop over `X[perm[...]]` slices of a float tensor converted once before timing; per
                    batch `model.losses(x)["loss"]`, zero_grad, backward, step. Nothing else.
     - genlab:      `Trainer(run, out, quiet=True).fit()` with its standard per-epoch work (checkpoint,
@@ -48,9 +48,9 @@ from pathlib import Path
 import torch
 
 import genlab
-from genlab import registry
 from genlab.data import info_for, prepare
 from genlab.data import load as load_data
+from genlab.models import registry
 from genlab.run import compose, load_model
 from genlab.train.trainer import Trainer
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from genlab import registry
 from genlab.cli import main
 from genlab.data import DataInfo
+from genlab.models import registry
 
 INFO = DataInfo(1, 8, 8, num_classes=10)
 SMALL = {"ae": {"hidden": (16,), "latent_dim": 3}, "vae": {"hidden": (16,), "latent_dim": 3},

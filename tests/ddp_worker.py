@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from genlab.files import save_tensors
 from genlab.run import compose
-from genlab.train.checkpoint import save_tensors
 from genlab.train.trainer import Trainer
 
 out = Path(sys.argv[1])

@@ -9,22 +9,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
 
-from genlab import registry
 from genlab.apps import registry as apps
 from genlab.apps.anomaly import (AnomalyScorer, PCAAnomalyScorer, detection, drop_classes, held_out_class,
                                  held_out_class_benchmark, keep_classes, write_npz)
 from genlab.apps.cluster import EmbeddingKMeans, LatentKMeans, cluster_scores
-from genlab.apps.metrics import (auprc, auroc, clustering_accuracy, gaussian_window, nmi, precision_at_k, psnr,
-                                 ssim)
-from genlab.apps.reduce import (LatentReducer, PCAReducer, PixelSpace, compare, manifold_codes,
-                                reconstruction_scores)
+from genlab.apps.metrics import auprc, auroc, clustering_accuracy, gaussian_window, nmi, precision_at_k, psnr, ssim
+from genlab.apps.reduce import LatentReducer, PCAReducer, PixelSpace, compare, manifold_codes, reconstruction_scores
 from genlab.apps.retrieve import Retriever
 from genlab.cli import main
 from genlab.data import ImageSet, Pipeline, Splits, load
 from genlab.errors import UserError
-
-from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
+from genlab.models import registry
 
 
 # ------------------------------------------------------------------------------------------- ranking metrics

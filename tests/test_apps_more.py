@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
 from torch import nn
 
 from genlab.apps import registry as apps
@@ -18,14 +19,11 @@ from genlab.apps.finetune import CodeClassifier, balanced_subset, end_to_end
 from genlab.apps.interpolate_app import (crossfade, endpoint_psnr, midpoint_nn_rmse, noise_vectors, path_scores,
                                          strips_between)
 from genlab.apps.reduce import LatentReducer, PixelSpace
-from genlab.apps.restore import (Corrupted, Restorer, degrade, diffusion_fill, median3, pick_method,
-                                 restoration_scores)
+from genlab.apps.restore import Corrupted, Restorer, degrade, diffusion_fill, median3, pick_method, restoration_scores
 from genlab.apps.swap import SwapConfig, fit_swap, swap_scores, transform
 from genlab.cli import main
 from genlab.data import DataInfo, ImageSet, Splits
 from genlab.errors import UserError
-
-from apps_common import INFO, images, run_cli, tiny, tiny_vae_run  # tests/ is on sys.path
 
 
 class Identity(nn.Module):

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from genlab import registry
 from genlab.data import DataInfo
 from genlab.errors import UserError
 from genlab.losses import discretized_logistic_mixture_log_prob
+from genlab.models import registry
 from genlab.models.autoregressive import Autoregressive
 from genlab.nn.heads import HEADS, LogisticMixture
 from genlab.nn.masked import causal_mask

@@ -5,11 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab import registry
 from genlab.data import DataInfo
 from genlab.errors import UserError
+from genlab.models import registry
 from genlab.models.glo import lap1, lap1_levels, laplacian_pyramid
-from genlab.train.optim import OptimConfig, Stepper
+from genlab.optim import OptimConfig
+from genlab.train.optim import Stepper
 
 
 def build(name, shape=(1, 8, 8), range_="-11", num_train=0, **cfg):

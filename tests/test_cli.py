@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from genlab import registry
 from genlab.cli import main
-from genlab.data.sources import BUILTIN
+from genlab.data.registry import BUILTIN
+from genlab.models import registry
 from genlab.models.autoregressive import Autoregressive
 
 

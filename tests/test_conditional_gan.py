@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from genlab import registry
 from genlab.cli import main
 from genlab.data import DataInfo
 from genlab.errors import UserError
 from genlab.losses import ADVERSARIAL
+from genlab.models import registry
 from genlab.models.conditional_gan import save_code_sweep
-from genlab.train.optim import OptimConfig, Stepper
+from genlab.optim import OptimConfig
+from genlab.train.optim import Stepper
 
 K = 3
 LABELLED = ["cgan", "acgan"]

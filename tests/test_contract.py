@@ -12,13 +12,14 @@ import dataclasses
 import pytest
 import torch
 
-from genlab import registry
 from genlab.config import from_dict
 from genlab.data import DataInfo
 from genlab.errors import UserError
+from genlab.files import load_module_state, save_tensors
+from genlab.models import registry
 from genlab.models.gan import GANConfig
-from genlab.train.checkpoint import load_module_state, save_tensors
-from genlab.train.optim import OptimConfig, Stepper
+from genlab.optim import OptimConfig
+from genlab.train.optim import Stepper
 
 # explicit-density models: width = feature maps / coupling-net width, layers = network depth, depth = flow steps
 TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4, "width": 8, "layers": 2, "depth": 2}

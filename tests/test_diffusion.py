@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from genlab import registry
 from genlab.data import DataInfo
 from genlab.errors import UserError
+from genlab.models import registry
 from genlab.models.diffusion import DDPMConfig, beta_schedule, discretized_gaussian_log_prob, normal_kl
 from genlab.nn.unet import UNet
 

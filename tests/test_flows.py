@@ -7,15 +7,16 @@ import math
 import pytest
 import torch
 
-from genlab import registry
 from genlab.config import from_dict
 from genlab.data import DataInfo
 from genlab.errors import UserError
+from genlab.models import registry
 from genlab.models.flows import FlowModel
 from genlab.nn.flows import (ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, Centre, CheckerboardMask,
                              DiagonalScale, FlowSequence, IndexMask, InvConv1x1, LearnedPrior, Logit, MultiScale,
                              Split, Squeeze, glow_net, nice_net, resnet)
-from genlab.train.optim import OptimConfig, Stepper
+from genlab.optim import OptimConfig
+from genlab.train.optim import Stepper
 
 FLOWS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, FlowModel)]
 TINY = {"width": 8, "layers": 1, "depth": 2}

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apps_common import run_cli
 from PIL import Image
 from safetensors.torch import save_file
 
-from apps_common import run_cli
 from genlab.cli import main
 
 RUN_CASES = 240

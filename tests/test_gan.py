@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from genlab import registry
 from genlab.data import DataInfo
 from genlab.losses import d_loss, g_loss, gradient_penalty
-from genlab.train.optim import OptimConfig, Stepper
+from genlab.models import registry
+from genlab.optim import OptimConfig
+from genlab.train.optim import Stepper
 
 
 def test_gradient_penalty_matches_hand_computation():

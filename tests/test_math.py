@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from genlab import registry
 from genlab.config import from_dict
 from genlab.data import DataInfo
 from genlab.data.base import ImageSet
@@ -20,8 +19,10 @@ from genlab.data.loader import Batches
 from genlab.data.transforms import DataConfig, Pipeline, prepare
 from genlab.errors import UserError
 from genlab.losses import bernoulli_nll, gaussian_kl, gaussian_nll
+from genlab.models import registry
 from genlab.models.autoencoders import AEConfig, ContractiveAEConfig, SparseAEConfig
-from genlab.train.optim import OptimConfig, lr_factor
+from genlab.optim import OptimConfig
+from genlab.train.optim import lr_factor
 
 
 # ---------------------------------------------------------------------------------------------- KL

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from genlab import registry
 from genlab.cli import main
 from genlab.data import DataInfo
 from genlab.metrics.likelihood import bits_per_dim, discrete_nll
 from genlab.metrics.modes import mode_coverage
+from genlab.models import registry
 
 
 def test_bits_per_dim_and_dequantisation_conventions():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab.data import readers, sources
+from genlab.data import readers, registry, sources
 from genlab.errors import UserError
 
 N, H, W = 5, 6, 7  # H != W so a swapped axis shows up
@@ -86,7 +86,7 @@ def test_idx_through_sources_load(tmp_path, mnist_like):
     write(tmp_path / "train-labels-idx1-ubyte", idx_bytes(y), gz=True)
     s = sources.load("idx:" + str(tmp_path))
     assert s.train.shape == (1, H, W) and s.train.labels.tolist() == y.tolist()
-    assert {"idx", "cifar", "folder", "npz"} <= set(sources.USER)
+    assert {"idx", "cifar", "folder", "npz"} <= set(registry.USER)
 
 
 @pytest.mark.parametrize(

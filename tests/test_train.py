@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from genlab import files
 from genlab.errors import UserError
 from genlab.run import compose, load_model
 from genlab.train import checkpoint as ckpt
@@ -176,7 +177,7 @@ def test_interrupted_commit_rolls_forward(tmp_path):
     new = {k: v + 1 for k, v in old.items()}
     # simulate a kill after the new checkpoint was complete but before all files were moved
     (tmp_path / ckpt.COMMIT).mkdir()
-    ckpt.save_tensors(tmp_path / ckpt.COMMIT / "model.safetensors", new)
+    files.save_tensors(tmp_path / ckpt.COMMIT / "model.safetensors", new)
     model, _ = load_model(tmp_path, ema=False)  # a reader sees the complete new checkpoint
     assert torch.equal(model.state_dict()["posterior_head.bias"], new["posterior_head.bias"])
     (tmp_path / ckpt.STAGING).mkdir()  # and a half-written staging folder is dropped

@@ -304,9 +304,9 @@ def cmd_eval(a) -> int:
     if len(a.runs) != 1:
         raise UserError("genlab eval takes one run folder (use --compare to tabulate several)")
     from .data import load, prepare
+    from .files import write_json
     from .metrics import MetricContext, evaluate, supported
     from .metrics.registry import runnable
-    from .train.checkpoint import write_json
 
     if a.iwae_k > IWAE_K_MAX:
         raise UserError(f"--iwae-k {a.iwae_k:,} means {a.iwae_k:,} decoder passes per image (the papers use 5,000): "
@@ -378,7 +378,7 @@ HEADLINE = {"elbo": "neg_elbo_nats", "nll": "nll_nats", "recon": "mse_per_pixel"
 
 
 def _compare(a) -> int:
-    from .train.checkpoint import read_json
+    from .files import read_json
 
     rows, columns = [], []
     for d in a.runs:
@@ -410,9 +410,9 @@ def _cell(v) -> str:
 
 
 def cmd_list(a) -> int:
-    from . import registry
     from .data.sources import describe
     from .metrics import METRICS
+    from .models import registry
 
     print("models:")
     for name in registry.names():

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, registry
+from . import __version__
 from .config import from_dict, merge, parse_overrides, read_toml, to_dict
 from .data import DataConfig, DataInfo
 from .errors import UserError
-from .train.checkpoint import load_module_state, read_json, resolve
+from .files import load_module_state, read_json
+from .models import registry
+from .train.checkpoint import resolve
 from .train.trainer import TrainConfig
 
 SECTIONS = ("model", "data", "train")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .train.checkpoint import atomic_write
+from .files import atomic_write
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:

@@ -57,18 +57,11 @@ def app(name: str, needs: str | tuple[str, ...], summary: str, options: tuple = 
     return wrap
 
 
-def _load_apps() -> None:
-    from . import (anomaly, attributes, cluster, finetune, interpolate_app, reduce, restore,  # noqa: F401
-                   retrieve, swap)  # (importing registers them)
-
-
 def names() -> list[str]:
-    _load_apps()
     return sorted(APPS)
 
 
 def get(name: str) -> App:
-    _load_apps()
     if name not in APPS:
         raise unknown("application", name, APPS)
     return APPS[name]
@@ -196,7 +189,7 @@ def check(app_: App, model) -> None:
 
 def apply(name: str, ctx: AppContext) -> dict:
     """Run application `name` in `ctx` and write its numbers to ctx.out_dir/results.json; returns the record."""
-    from ..train.checkpoint import write_json
+    from ..files import write_json
 
     entry = get(name)
     check(entry, ctx.model)

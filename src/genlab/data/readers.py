@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..errors import UserError, machine_memory
 from .base import ImageSet, Splits
-from .sources import user
+from .registry import user
 
 
 def _read_bytes(path: Path) -> bytes:

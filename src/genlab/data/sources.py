@@ -1,56 +1,33 @@
 """Named data sources: `mnist`, `digits`, and user files `idx:DIR`, `cifar:DIR`, `folder:DIR`, `npz:FILE`.
 
 A source is a function returning `Splits` of uint8 images. Built-in sources are looked up by name,
-user sources by the prefix before the colon; both tables are registries, extended with `@source`.
+user sources by the prefix before the colon; both tables are registries (data/registry.py), extended with
+`@builtin` and `@user`.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError, unknown
+from . import readers  # noqa: F401  (registers the user-file sources)
 from .base import ImageSet, Splits
-
-BUILTIN: dict[str, tuple[Callable[[], Splits], str]] = {}
-USER: dict[str, tuple[Callable[[Path], Splits], str]] = {}
-
-
-def builtin(name: str, summary: str):
-    def wrap(fn):
-        BUILTIN[name] = (fn, summary)
-        return fn
-
-    return wrap
-
-
-def user(prefix: str, summary: str):
-    def wrap(fn):
-        USER[prefix] = (fn, summary)
-        return fn
-
-    return wrap
+from .registry import BUILTIN, USER, builtin
 
 
 def describe() -> list[tuple[str, str]]:
     """(spec, one line) for `genlab list`."""
-    _load_readers()
     rows = [(name, s) for name, (_, s) in sorted(BUILTIN.items())]
     rows += [(f"{p}:{'FILE' if p == 'npz' else 'DIR'}", s) for p, (_, s) in sorted(USER.items())]
     return rows
 
 
-def _load_readers() -> None:
-    from . import readers  # noqa: F401  (registers the user-file sources)
-
-
 def load(spec: str) -> Splits:
     """Resolve a `--data` spec to its splits."""
-    _load_readers()
     if ":" in spec:
         prefix, path = spec.split(":", 1)
         if prefix not in USER:

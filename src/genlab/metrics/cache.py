@@ -13,8 +13,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..data import ImageSet
-from ..data.sources import BUILTIN, cache_dir
-from ..train.checkpoint import atomic_write, load_tensors, save_tensors
+from ..data.registry import BUILTIN
+from ..data.sources import cache_dir
+from ..files import atomic_write, load_tensors, save_tensors
 
 
 def cache_key(extractor, data_cfg, split: str, n: int) -> str:

@@ -21,8 +21,8 @@ from ..data.corruptions import CORRUPTIONS, corrupt
 from ..errors import UserError, unknown
 from ..losses import bernoulli_nll, output_link, squared_error
 from ..nn import Decoder, Encoder
-from ..registry import register
 from .common import SingleLoss
+from .registry import register
 
 ARCHS = ("mlp", "conv")
 LOSSES = ("auto", "bce", "mse")

@@ -31,12 +31,11 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import d_loss, output_link
-from ..nn import (DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape,
-                 pad_even)
-from ..registry import register
-from ..train.optim import make_optimizer
+from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape, pad_even
+from ..optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
 from .gan import GAN_DEFAULTS, grad_norm
+from .registry import register
 
 BIGAN_LOSSES = ("minimax", "nonsaturating")
 

@@ -17,8 +17,8 @@ from torch import nn
 from ..config import check_positive
 from ..errors import UserError
 from ..nn import conv_sizes
-from ..registry import register
 from .common import SingleLoss
+from .registry import register
 
 
 @dataclass

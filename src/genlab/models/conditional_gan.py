@@ -44,9 +44,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..config import check_positive
 from ..errors import UserError
 from ..losses import d_loss, g_loss, gradient_penalty
-from ..registry import register
 from .common import frozen
 from .gan import DCGAN, GAN_DEFAULTS, LOSS_DEFAULTS, DCGANConfig, grad_norm
+from .registry import register
 
 CODES = ("cat", "cont")
 

@@ -32,8 +32,8 @@ from ..config import check_choice, check_positive
 from ..data.transforms import RANGES
 from ..errors import UserError
 from ..nn.unet import UNet
-from ..registry import register
 from .common import CycledLabels, SingleLoss
+from .registry import register
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "x0", "v")

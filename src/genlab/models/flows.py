@@ -30,8 +30,8 @@ from ..losses import discrete_nll
 from ..nn.flows import (ActNorm, AdditiveCoupling, AffineCoupling, BatchNormFlow, Centre, CheckerboardMask,
                         DiagonalScale, Flatten, FlowSequence, IndexMask, InvConv1x1, LearnedPrior, Logit, MultiScale,
                         Split, Squeeze, glow_net, nice_net, resnet)
-from ..registry import register
 from .common import SingleLoss
+from .registry import register
 
 LOG_2PI = math.log(2 * math.pi)
 # densities on dequantised 8-bit data, trained with Adam at the papers' learning rate

@@ -19,9 +19,9 @@ from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import ADVERSARIAL, d_loss, g_loss, gradient_penalty, output_link
 from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
-from ..registry import register
-from ..train.optim import make_optimizer
+from ..optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
+from .registry import register
 
 SIGMOID_LOSSES = ("minimax", "nonsaturating")
 GAN_DEFAULTS = {"data": {"range": "-11"},

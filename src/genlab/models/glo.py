@@ -51,10 +51,9 @@ from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import output_link, squared_error
 from ..nn import DCGenerator, crop_to, even_shape
-from ..registry import register
-from ..train.distributed import all_gather_rows
-from ..train.optim import make_optimizer
-from .common import frozen
+from ..optim import make_optimizer
+from .common import all_gather_rows, frozen
+from .registry import register
 
 GLO_LOSSES = ("lap1", "mse")
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16

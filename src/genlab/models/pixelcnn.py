@@ -22,8 +22,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn.masked import MaskedConv2d
-from ..registry import register
 from .autoregressive import AR_DEFAULTS, ARConfig, Autoregressive
+from .registry import register
 
 FIRST_KERNEL = 7  # both papers open with a 7x7 (PixelCNN) or 1x7 / 4x7 (gated stacks) masked kernel
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from ..config import check_choice
 from ..nn.masked import MaskedConv2d
-from ..registry import register
 from .autoregressive import AR_DEFAULTS, ARConfig, Autoregressive
 from .pixelcnn import FIRST_KERNEL, _output_layers
+from .registry import register
 
 VARIANTS = ("row_lstm", "diagonal_bilstm")
 

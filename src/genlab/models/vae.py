@@ -22,8 +22,8 @@ from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import bernoulli_nll, gaussian_kl, gaussian_nll, output_link
 from ..nn import Decoder, Encoder
-from ..registry import register
 from .common import SingleLoss
+from .registry import register
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 

@@ -40,12 +40,11 @@ from torch import nn
 
 from ..config import check_choice, check_positive
 from ..losses import gaussian_kl, output_link, squared_error
-from ..nn import (DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape,
-                 pad_even)
-from ..registry import register
-from ..train.optim import make_optimizer
+from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, crop_to, even_shape, pad_even
+from ..optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
 from .gan import GAN_DEFAULTS, grad_norm
+from .registry import register
 
 
 @dataclass

@@ -10,7 +10,6 @@ files of two checkpoints.
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from ..files import read_json
 
 STAGING, COMMIT = ".staging", ".commit"
 
@@ -33,26 +32,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write one file through a temporary sibling and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as e:  # a full disk, a file-size limit, a read-only folder
-        with contextlib.suppress(OSError):  # under a file, or gone
-            tmp.unlink()
-        raise UserError(f"cannot write '{path}': {getattr(e, 'strerror', None) or e}") from None
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 def resolve(run_dir: Path, name: str) -> Path:
@@ -136,41 +115,6 @@ def commit(run_dir: Path, files: dict[str, Callable[[Path], None]]) -> None:
 
 
 # ---------------------------------------------------------------- tensors
-def tensors_for_save(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors wants contiguous CPU tensors that share no memory."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    save_file(tensors_for_save(tensors), str(path), metadata=metadata)
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; anything else (a pickle, a truncated file) is refused unread."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"'{path}' is missing: the run folder is incomplete")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"'{path}' is not a valid safetensors file ({e}); it was not loaded") from None
-
-
-def read_json(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"'{path}' is missing: the run folder is incomplete")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"'{path}' is not valid JSON ({e}); it was not loaded") from None
-    except (RecursionError, ValueError):  # absurdly deep nesting; integers past Python's 4300-digit limit
-        raise UserError(f"'{path}' is not a file genlab wrote (absurd nesting or numbers); it was not loaded") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"'{path}' should hold a JSON object")
-    return obj
-
-
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -212,16 +156,6 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def load_module_state(module: torch.nn.Module, path: Path) -> None:
-    state = load_tensors(path)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"'{path}' does not match the model in config.json ({first})") from None
-
-
-# ---------------------------------------------------------------- optimizers
 def optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer state_dict into tensors (for safetensors) and a JSON-able rest."""
     sd = opt.state_dict()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
 import torch.distributed as dist
 from torch import nn
 
@@ -55,19 +54,3 @@ def barrier(d: Dist) -> None:
 def shutdown(d: Dist) -> None:
     if d.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
-
-
-
-def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows of t (dim 0 may differ between ranks), concatenated in rank order; t itself when
-    not distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    sizes = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, torch.tensor([len(t)], device=t.device))
-    most = int(max(s.item() for s in sizes))
-    padded = torch.zeros((most, *t.shape[1:]), dtype=t.dtype, device=t.device)
-    padded[: len(t)] = t
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])

@@ -26,11 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .. import registry
+from .. import files
 from ..config import check_choice, check_positive
 from ..data import Batches, Pipeline, info_for, prepare, to_unit
 from ..data import load as load_data
 from ..errors import UserError
+from ..models import registry
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .ema import EMA
@@ -176,10 +177,10 @@ class Trainer:
         state_file = self.out / "trainer_state.json"
         if not state_file.exists():
             if main:
-                ckpt.write_json(self.out / "config.json", self.run.to_dict())
+                files.write_json(self.out / "config.json", self.run.to_dict())
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
             return
-        saved = ckpt.read_json(self.out / "config.json")
+        saved = files.read_json(self.out / "config.json")
         now = self.run.to_dict()
         changed = [k for k in _diff({s: saved.get(s) for s in ("model", "data", "train", "info")},
                                     {s: now.get(s) for s in ("model", "data", "train", "info")})
@@ -190,10 +191,10 @@ class Trainer:
         state = ckpt.read_state(state_file)
         if state.get("world", 1) != self.dist.world:
             raise UserError(f"'{self.out}' was trained with {state.get('world', 1)} processes; resume it with the same number")
-        ckpt.load_module_state(self.model, self.out / "model.safetensors")
+        files.load_module_state(self.model, self.out / "model.safetensors")
         if self.ema:
-            ckpt.load_module_state(self.ema.model, self.out / "ema.safetensors")
-        tensors = ckpt.load_tensors(self.out / "trainer_state.safetensors")
+            files.load_module_state(self.ema.model, self.out / "ema.safetensors")
+        tensors = files.load_tensors(self.out / "trainer_state.safetensors")
         for name, opt in self.optimizers.items():
             ckpt.optimizer_from_flat(name, opt, tensors, state["optimizers"][name])
         if self.scaler and state.get("scaler"):
@@ -201,7 +202,7 @@ class Trainer:
         self.step, self.time_s = int(state["step"]), float(state["time_s"])
         if main:
             saved["train"] = now["train"]  # record the extended budget
-            ckpt.write_json(self.out / "config.json", saved)
+            files.write_json(self.out / "config.json", saved)
             self._truncate_metrics(self.step)
 
     def _truncate_metrics(self, step: int) -> None:
@@ -210,7 +211,7 @@ class Trainer:
         if not path.exists():
             return
         keep = [rec for rec in ckpt.read_metrics(path) if rec["step"] <= step]
-        ckpt.atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep)))
+        files.atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep)))
 
     def save(self) -> None:
         self.time_s = self.time_base + time.perf_counter() - self.t0  # the epoch-end work counts too
@@ -224,14 +225,14 @@ class Trainer:
                  "optimizers": metas, "world": self.dist.world,
                  "scaler": self.scaler.state_dict() if self.scaler else None}
         meta = {"step": str(self.step), "model": self.run.model}
-        files = {
-            "model.safetensors": lambda p: ckpt.save_tensors(p, self.model.state_dict(), meta),
-            "trainer_state.safetensors": lambda p: ckpt.save_tensors(p, tensors, meta),
+        writers = {
+            "model.safetensors": lambda p: files.save_tensors(p, self.model.state_dict(), meta),
+            "trainer_state.safetensors": lambda p: files.save_tensors(p, tensors, meta),
             "trainer_state.json": lambda p: p.write_text(json.dumps(state, indent=2)),
         }
         if self.ema:
-            files["ema.safetensors"] = lambda p: ckpt.save_tensors(p, self.ema.model.state_dict(), meta)
-        ckpt.commit(self.out, files)
+            writers["ema.safetensors"] = lambda p: files.save_tensors(p, self.ema.model.state_dict(), meta)
+        ckpt.commit(self.out, writers)
 
     # ---------------------------------------------------------------- logging
     def _log(self, event: str, values: dict) -> None:

@@ -1,12 +1,15 @@
-"""Name -> (model class, config dataclass). Models register themselves with `@register("name")`."""
+"""Name -> (model class, config dataclass). Models register themselves with `@register("name")`.
+
+Import it as `from genlab.models import registry`: importing the package registers every family first.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config import merge
-from .errors import UserError, machine_memory, unknown
+from ..config import merge
+from ..errors import UserError, machine_memory, unknown
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,11 @@ def register(name: str, config_cls: type, defaults: dict | None = None, variants
     return wrap
 
 
-def _load_models() -> None:
-    from . import models  # noqa: F401  (importing registers every family)
-
-
 def names() -> list[str]:
-    _load_models()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> Entry:
-    _load_models()
     if name not in _REGISTRY:
         raise unknown("model", name, _REGISTRY)
     return _REGISTRY[name]

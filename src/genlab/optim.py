@@ -1,0 +1,57 @@
+"""Optimizers: the settings every run shares (`train.optimizer`, `train.lr`, ...) and the optimizer they build.
+
+Below the models, which build their own optimizers from these settings (a GAN one per player, with its own
+rate), and below the trainer, which schedules and steps them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import check_choice, check_positive
+from .errors import UserError, unknown
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd / rmsprop
+    schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the run, after warmup)
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_positive("train.lr", self.lr)
+        check_positive("train.grad_clip", self.grad_clip, allow_zero=True)
+        check_positive("train.warmup_steps", self.warmup_steps, allow_zero=True)
+        check_positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("train.momentum", self.momentum, allow_zero=True)
+        for name in ("beta1", "beta2"):  # Adam's moment decays
+            value = getattr(self, name)
+            if not 0 <= value < 1:  # also false for nan
+                raise UserError(f"train.{name} is a decay in [0, 1), got {value}")
+
+
+def make_optimizer(params, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer over `params` (lr overrides cfg.lr, for two time-scale models)."""
+    lr = cfg.lr if lr is None else lr
+    cls = OPTIMIZERS[cfg.optimizer]
+    if cfg.optimizer in ("adam", "adamw"):
+        return cls(params, lr=lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return cls(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
