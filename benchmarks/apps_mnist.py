@@ -39,12 +39,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from genlab.api import train  # noqa: E402
 from genlab.apps import registry as apps  # noqa: E402
-from genlab.apps.anomaly import (AnomalyScorer, PCAAnomalyScorer, detection_from_scores, drop_classes, train_held_out)  # noqa: E402
+from genlab.apps.anomaly import AnomalyScorer, PCAAnomalyScorer, detection_from_scores, drop_classes, train_held_out  # noqa: E402
 from genlab.data import Pipeline, load  # noqa: E402
 from genlab.files import read_json, write_json  # noqa: E402
 from genlab.run import compose, load_model  # noqa: E402
-from genlab.train.trainer import train  # noqa: E402
 
 AE_NET = ["model.hidden=512,256", "model.latent_dim=16"]
 VAE_NET = ["model.latent_dim=16", "data.binarize=dynamic"]

@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 from metric_floors import machine
 
+from genlab.api import train
 from genlab.cli import _load
 from genlab.data import Batches, Pipeline, info_for, load, prepare
 from genlab.metrics.registry import MetricContext, evaluate
 from genlab.models import registry
 from genlab.run import compose
 from genlab.train.optim import Stepper
-from genlab.train.trainer import train
 
 MODELS = {
     "dcgan": ["train.monitor_modes=false"],

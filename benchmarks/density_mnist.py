@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
+from genlab.api import train
 from genlab.data import Batches, Pipeline, load, prepare, to_unit
 from genlab.metrics import MetricContext, evaluate
 from genlab.run import compose, load_model
-from genlab.train.trainer import train
 from genlab.viz import save_grid
 
 # (label, model, CPU-sized overrides, steps, published figure, unit); the sizes keep each run to ~10 min on 2 cores

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from genlab.api import train
 from genlab.run import compose
-from genlab.train.trainer import train
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import argparse
 import time
 from pathlib import Path
 
+from genlab.api import train
 from genlab.data import load, prepare
 from genlab.metrics import MetricContext, evaluate
 from genlab.models import registry
 from genlab.run import compose, load_model
-from genlab.train.trainer import train
 
 VARIANTS = [  # (label, model, --set overrides)
     ("GAN minimax (MLP)", "gan", ["model.loss=minimax"]),

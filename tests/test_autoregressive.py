@@ -9,10 +9,9 @@ import torch
 
 from genlab.data import DataInfo
 from genlab.errors import UserError
-from genlab.losses import discretized_logistic_mixture_log_prob
 from genlab.models import registry
 from genlab.models.autoregressive import Autoregressive
-from genlab.nn.heads import HEADS, LogisticMixture
+from genlab.nn.heads import HEADS, LogisticMixture, discretized_logistic_mixture_log_prob
 from genlab.nn.masked import causal_mask
 
 AR_MODELS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, Autoregressive)]

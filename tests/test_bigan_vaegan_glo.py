@@ -308,8 +308,8 @@ def test_glo_odd_image_sides():
 
 
 def test_glo_trains_through_the_trainer_with_indices(tmp_path):
+    from genlab.api import train
     from genlab.run import compose, load_model
-    from genlab.train.trainer import train
 
     run = compose("glo", flags={"data": {"source": "digits", "limit": 64},
                                 "train": {"epochs": 1, "batch_size": 16, "samples": 4}},

@@ -15,10 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from genlab import files
+from genlab.api import train
 from genlab.errors import UserError
 from genlab.run import compose, load_model
 from genlab.train import checkpoint as ckpt
-from genlab.train.trainer import Diverged, train
+from genlab.train.trainer import Diverged
 
 TINY = ["model.hidden=(32,)", "model.latent_dim=4"]
 

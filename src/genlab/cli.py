@@ -130,8 +130,8 @@ def build_parser() -> Parser:
 
 # ---------------------------------------------------------------- commands
 def cmd_train(a) -> int:
+    from .api import train
     from .run import compose
-    from .train.trainer import train
 
     flags: dict = {"data": {}, "train": {}}
     if a.data:

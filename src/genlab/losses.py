@@ -95,27 +95,3 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-def discretized_logistic_mixture_log_prob(x: torch.Tensor, logit_pi: torch.Tensor, mu: torch.Tensor,
-                                          log_s: torch.Tensor, levels: int = 256) -> torch.Tensor:
-    """log P(x) of 8-bit values under a mixture of discretised logistics (Salimans et al. 2017, eq. 2).
-
-        P(x) = sum_k pi_k [sigma((x + b - mu_k) / s_k) - sigma((x - b - mu_k) / s_k)],   b = 1 / (levels - 1)
-
-    x holds the levels mapped to [-1, 1] (x = 2 v / (levels - 1) - 1); the lowest bin extends to -inf and the
-    highest to +inf, so the `levels` probabilities sum to 1 exactly. x: B x ..., mixture params: B x K x ...
-    (the same trailing shape) -> log P, B x ....
-    """
-    x = x.unsqueeze(1)  # B x 1 x ...
-    b = 1.0 / (levels - 1)
-    inv_s = torch.exp(-log_s)
-    plus, minus = inv_s * (x - mu + b), inv_s * (x - mu - b)
-    log_cdf_plus = F.logsigmoid(plus)  # log sigma(plus): the lowest bin's mass
-    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigma(minus)): the highest bin's mass
-    # interior bins: log(sigma(plus) - sigma(minus)), computed as sigma(plus) (1 - exp(-(plus - minus))) ... in logs:
-    # log sigma(plus) + log(1 - sigma(minus)) + log(1 - exp(minus - plus)) is exact: sigma(p) - sigma(m) =
-    # sigma(p) (1 - sigma(m)) (1 - e^(m - p)); with p - m = 2 b / s > 0 every term is finite
-    log_mid = log_cdf_plus + log_one_minus_cdf_minus + torch.log(-torch.expm1(minus - plus))
-    log_bin = torch.where(x < -1 + b / 2, log_cdf_plus, torch.where(x > 1 - b / 2, log_one_minus_cdf_minus, log_mid))
-    return torch.logsumexp(F.log_softmax(logit_pi, dim=1) + log_bin, dim=1)

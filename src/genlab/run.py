@@ -16,7 +16,7 @@ from .errors import UserError
 from .files import load_module_state, read_json
 from .models import registry
 from .train.checkpoint import resolve
-from .train.trainer import TrainConfig
+from .train.config import TrainConfig
 
 SECTIONS = ("model", "data", "train")
 

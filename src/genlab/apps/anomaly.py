@@ -155,8 +155,8 @@ def train_held_out(model: str, splits: Splits, classes: int | Iterable[int], out
                    settings: Iterable[str] = (), quiet: bool = True):
     """Train `model` on the splits without `classes` into run folder `out` (data in out/data.npz); -> the
     trained model in eval mode. `settings`: --set style overrides, e.g. ["train.epochs=10", "data.binarize=dynamic"]."""
+    from ..api import train
     from ..run import compose, load_model
-    from ..train.trainer import train
 
     out = Path(out)
     data = write_npz(held_out_class(splits, classes), out / "data.npz")

@@ -19,15 +19,14 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .. import files
-from ..config import check_choice, check_positive
 from ..data import Batches, Pipeline, info_for, prepare, to_unit
 from ..data import load as load_data
 from ..errors import UserError
@@ -35,44 +34,13 @@ from ..models import registry
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .ema import EMA
-from .optim import OptimConfig, Stepper, lr_factor
+from .optim import Stepper, lr_factor
 
-AMP = ("off", "bf16", "fp16")
 # train settings a resumed run may change; any other difference means a different run
 RESUMABLE_CHANGES = {"epochs", "max_steps", "log_every", "ckpt_every", "samples", "device", "monitor_modes"}
-MONITOR_SAMPLES = 1000
 
 
-@dataclass
-class TrainConfig(OptimConfig):
-    epochs: int = 10
-    max_steps: int = 0  # stop after this many steps in all (0 = run all epochs)
-    batch_size: int = 128
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "off"  # off | bf16 (CPU or CUDA autocast) | fp16 (CUDA only, with a grad scaler)
-    channels_last: bool = False  # NHWC memory for conv models
-    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off
-    log_every: int = 50
-    ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
-    samples: int = 64  # images in the per-epoch grid; 0 = none
-    eval_test: bool = True  # per-epoch test-set losses for models that define `losses`
-    eval_images: int = 2000  # test images for the per-epoch losses (a progress signal; genlab eval gives the full
-    # figure); 0 = none
-    monitor_modes: bool = False  # per epoch: class coverage of 1000 samples under a domain classifier
-    monitor_classifier: str = "domain"  # domain (shipped MNIST) | domain:DIR
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("epochs", "batch_size", "log_every", "ckpt_every"):
-            check_positive(f"train.{name}", getattr(self, name))
-        for name in ("max_steps", "samples", "eval_images"):
-            check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
-        check_choice("train.amp", self.amp, AMP)
-        if not 0 <= self.seed < 2**63:
-            raise UserError(f"train.seed must be a whole number in [0, 2^63), got {self.seed}")
-        if not 0 <= self.ema < 1:
-            raise UserError(f"train.ema is a decay in [0, 1), got {self.ema}")
+Monitor = Callable[["Trainer"], None]  # an epoch-end check given the trainer (metrics/monitor.py has the modes one)
 
 
 class Diverged(Exception):
@@ -118,9 +86,10 @@ def _make_run_dir(out: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, run, out: str | Path, quiet: bool = False):
+    def __init__(self, run, out: str | Path, quiet: bool = False, monitors: Sequence[Monitor] = ()):
         self.run, self.cfg, self.out = run, run.train, Path(out)
         self.quiet = quiet
+        self.monitors = list(monitors)  # called at each epoch end on the main process, e.g. the mode monitor
         self.dist = ddp.init("cuda" if self.cfg.device.startswith("cuda") or
                              (self.cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = pick_device(self.cfg.device, self.dist.local_rank)
@@ -235,7 +204,7 @@ class Trainer:
         ckpt.commit(self.out, writers)
 
     # ---------------------------------------------------------------- logging
-    def _log(self, event: str, values: dict) -> None:
+    def log(self, event: str, values: dict) -> None:
         """One line of metrics.jsonl (numbers, or a text 'message') and the TensorBoard scalars."""
         if not self.dist.main:
             return
@@ -254,45 +223,7 @@ class Trainer:
             return
         self.warned.add(message)
         tqdm.write(f"genlab: warning at step {self.step}: {message}", file=sys.stderr)
-        self._log("warning", {"message": message})
-
-    @torch.no_grad()
-    def monitor_modes(self) -> None:
-        """Class coverage of fresh samples under a domain classifier; warns on mode collapse."""
-        if not (self.cfg.monitor_modes and self.dist.main and hasattr(self.model, "sample")):
-            return
-        from ..metrics.cache import real_features
-        from ..metrics.features import get_extractor
-        from ..metrics.frechet import fid_from_features
-        from ..metrics.modes import class_distribution, collapse_warning, mode_coverage, recognised_share
-
-        try:
-            clf = get_extractor(self.cfg.monitor_classifier, self.device)
-            clf.check_shape(self.info.shape)
-        except UserError as e:
-            self.warn(f"mode monitoring is off: {e}")
-            return
-        model = self.ema.model if self.ema else self.model
-        was_training = model.training
-        model.eval()
-        g = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
-        images = to_unit(model.sample(MONITOR_SAMPLES, generator=g).float(), self.info)
-        model.train(was_training)
-        probs = clf.probs(images)
-        labels = self.loader.data.labels
-        k = probs.shape[1]
-        data = class_distribution(labels, k) if labels is not None else torch.full((k,), 1 / k, dtype=torch.float64)
-        cov = mode_coverage(probs.argmax(1).cpu(), data)
-        cov["recognised_share"] = recognised_share(probs)
-        # a learning curve for models without a loss to watch: the classifier's FID of these samples against as
-        # many real images (cached; biased upwards at n = 1000, so compare epochs, not runs of other sizes)
-        ref = self.test if self.test is not None else self.loader.data
-        real = real_features(clf, ref, self.run.data, "test" if self.test is not None else "train", MONITOR_SAMPLES)
-        cov["fid_1k"] = fid_from_features(clf.features(images), real)
-        self._log("modes", {k_: v for k_, v in cov.items()})
-        collapse = collapse_warning(cov)
-        if collapse:
-            self.warn(collapse)
+        self.log("warning", {"message": message})
 
     def animate(self) -> Path | None:
         """samples/progress.gif from every epoch's grid, written once when training ends (re-encoding every
@@ -419,7 +350,7 @@ class Trainer:
                         means = dict(zip(names, (acc / acc_n).tolist()))
                         means["lr"] = cfg.lr * f
                         means["img_per_s"] = imgs_log * self.dist.world / max(now - t_log, 1e-9)
-                        self._log("train", means)
+                        self.log("train", means)
                         bar.set_postfix(loss=f"{means.get('loss', next(iter(means.values()))):.4g}",
                                         img_s=f"{means['img_per_s']:.0f}")
                         message = self.model.health() if hasattr(self.model, "health") else None
@@ -430,10 +361,11 @@ class Trainer:
                         self.save()
                 if b == self.steps_per_epoch:  # epoch end: grid, mode coverage, test losses, checkpoint
                     self.preview(epoch + 1)
-                    self.monitor_modes()
+                    for monitor in self.monitors:
+                        monitor(self)
                     test = self.evaluate_test()
                     if test:
-                        self._log("test", test)
+                        self.log("test", test)
                     self.save()
             if self.step % self.steps_per_epoch:  # a max_steps budget that ended mid-epoch
                 self.preview(self.step // self.steps_per_epoch + 1)
@@ -456,12 +388,3 @@ class Trainer:
             self.lock.release()
             self.lock = None
         ddp.shutdown(self.dist)
-
-
-def train(run, out: str | Path, quiet: bool = False) -> dict:
-    """Train (or resume) `run` into folder `out`; returns a short summary."""
-    trainer = Trainer(run, out, quiet)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
