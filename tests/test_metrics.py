@@ -100,6 +100,16 @@ def runs(tmp_path_factory):
     return root
 
 
+def test_memorisation_compares_with_the_images_a_limited_run_saw(runs, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "limited"
+    assert main(["train", "vae", "--data", "digits", "--epochs", "1", "--limit", "300", "--out", str(out),
+                 "--quiet"]) == 0
+    clf = f"domain:{runs / 'clf'}"
+    assert main(["eval", str(out), "--features", clf, "--metrics", "memorization", "--n", "100"]) == 0
+    assert json.loads((out / "eval.json").read_text())["memorization"]["protocol"]["n_train"] == 300
+
+
 def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     clf = f"domain:{runs / 'clf'}"
@@ -110,6 +120,7 @@ def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, t
     for name, res in ev.items():
         assert "protocol" in res, name
     assert ev["fid"]["protocol"]["n_samples"] == 200 and ev["fid"]["protocol"]["reference"] == "digits test"
+    assert ev["fid"]["protocol"]["binarization"] == ev["pr"]["protocol"]["binarization"] == "dynamic"
     assert ev["nll"]["protocol"]["estimator"].startswith("IWAE, k=20")
     assert ev["nll"]["nll_nats"] <= ev["nll"]["neg_elbo_nats"] + 0.5
     assert ev["fid"]["fid"] > 0 and 1 <= ev["is"]["is"] <= 10
@@ -117,6 +128,7 @@ def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, t
     assert sum(ev["modes"]["histogram"]) == 200
     for fig in ("memorization.png", "memorization_pixels.png", "memorization_features.png"):
         assert (runs / "vae" / fig).is_file()
+    assert ev["memorization"]["protocol"]["n_train"] == 1497  # every training image: the run had no --limit
     assert list((tmp_path / "cache" / "features").glob("*.safetensors")), "reference features were not cached"
     # another extractor's figures sit beside the first ones instead of replacing them
     code = main(["eval", str(runs / "vae"), "--features", clf, "--classifier", clf, "--precision", "bf16",

@@ -321,8 +321,9 @@ def cmd_eval(a) -> int:
     test = prepare(splits.test, cfg.data) if splits.test is not None else None
     ref = test if a.split == "test" and test is not None else train
     split = "test" if ref is test else "train"
+    seen = train.subset(cfg.data.limit or None)  # the images the model trained on: memorisation's yardstick
     ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
-                        precision=a.precision, iwae_k=a.iwae_k, train=train, heldout=test, out_dir=run_dir,
+                        precision=a.precision, iwae_k=a.iwae_k, train=seen, heldout=test, out_dir=run_dir,
                         progress=sys.stderr.isatty())
     if a.metrics is None:  # defaults: every supported metric whose networks fit these images
         names, notes = runnable(names, ctx)

@@ -29,7 +29,7 @@ class MetricContext:
     classifier: str = "domain"  # classifier for IS and mode coverage
     precision: str = "fp32"  # the feature extractor's arithmetic: fp32 | bf16 (the classifier's stays fp32)
     iwae_k: int = 5000
-    train: ImageSet | None = None  # the training split, for memorisation
+    train: ImageSet | None = None  # the images the model trained on (data.limit applied), for memorisation
     heldout: ImageSet | None = None  # the test split, memorisation's yardstick
     out_dir: Path | None = None  # where figures go
     progress: bool = False

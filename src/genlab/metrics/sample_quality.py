@@ -16,7 +16,14 @@ def feature_protocol(ctx: MetricContext, n_ref: int) -> dict:
     ext = ctx.extractor()
     return {"extractor": ext.name, "weights": ext.identity, "preprocess": ext.preprocess, "dim": ext.dim,
             "precision": ext.precision, "n_samples": ctx.n, "reference": f"{ctx.run.data.source} {ctx.split}", "n_reference": n_ref,
-            "sample_seed": ctx.seed}
+            "sample_seed": ctx.seed, **reference_transforms(ctx)}
+
+
+def reference_transforms(ctx: MetricContext) -> dict:
+    """How the real images were prepared: two references of one split that differ here are different protocols
+    (a statically binarised run's test images are not the grey ones)."""
+    d = ctx.run.data
+    return {"binarization": d.binarize, "resize": d.resize, "pad": d.pad, "grayscale": d.grayscale}
 
 
 @metric("fid", "sample", "Frechet distance between feature Gaussians of samples and real images (Heusel et al. 2017)",
