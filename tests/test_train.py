@@ -75,6 +75,20 @@ def test_extending_a_finished_run_equals_one_long_run(tmp_path):
     assert steps == sorted(steps), "resumed log repeats or skips steps"
 
 
+def test_log_lines_after_a_resume_average_the_same_steps(tmp_path):
+    """A checkpoint at step 8 with log lines every 5 steps: the line at step 10 averages steps 6-10 either way."""
+    train(tiny_run(epochs=1, log_every=5), tmp_path / "a", quiet=True)
+    train(tiny_run(epochs=2, log_every=5), tmp_path / "a", quiet=True)
+    train(tiny_run(epochs=2, log_every=5), tmp_path / "b", quiet=True)
+
+    def losses(run):
+        return [(r["step"], r["loss"], r["kl"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if r["event"] == "train"]
+
+    assert [s for s, *_ in losses(tmp_path / "b")] == [5, 10, 15]
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
 def test_resume_refuses_other_settings(tmp_path):
     train(tiny_run(epochs=1), tmp_path / "a", quiet=True)
     other = compose("vae", flags={"data": {"source": "digits", "limit": 256},

@@ -47,6 +47,14 @@ class Diverged(Exception):
     """Training produced a non-finite loss; the message names the step and the checkpoint kept."""
 
 
+def _is_sums(d: dict) -> bool:
+    """A checkpoint's pending log sums as save() writes them: names, one number each, a positive step count."""
+    names, sums, steps = d.get("names"), d.get("sums"), d.get("steps")
+    return (isinstance(names, list) and all(isinstance(n, str) for n in names) and isinstance(sums, list)
+            and len(sums) == len(names) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums)
+            and isinstance(steps, int) and not isinstance(steps, bool) and steps > 0)
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % (2**63 - 1)
 
@@ -131,6 +139,7 @@ class Trainer:
         self.steppers = {k: Stepper(o, self.cfg.grad_clip, scaler, self.dist.world) for k, o in self.optimizers.items()}
         self.ema = EMA(self.model, self.cfg.ema) if self.cfg.ema else None
         self.step, self.time_s = 0, 0.0
+        self.acc, self.acc_n, self.acc_names = None, 0, None  # loss sums since the last log line
         self._resume_or_start()
         if self.dist.world > 1:
             ddp.broadcast_module(self.model)
@@ -169,6 +178,12 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.time_s = int(state["step"]), float(state["time_s"])
+        sums = state.get("log_sums")
+        if sums is not None:
+            if not (isinstance(sums, dict) and _is_sums(sums)):
+                raise UserError(f"'{state_file}' has log sums genlab did not write; the checkpoint cannot be used")
+            self.acc = torch.tensor(sums["sums"], dtype=torch.float32, device=self.device)
+            self.acc_names, self.acc_n = list(sums["names"]), int(sums["steps"])
         if main:
             saved["train"] = now["train"]  # record the extended budget
             files.write_json(self.out / "config.json", saved)
@@ -192,7 +207,11 @@ class Trainer:
             tensors.update(t)
         state = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "time_s": self.time_s,
                  "optimizers": metas, "world": self.dist.world,
-                 "scaler": self.scaler.state_dict() if self.scaler else None}
+                 "scaler": self.scaler.state_dict() if self.scaler else None,
+                 # the loss sums since the last log line, so that the first line after a resume averages the same
+                 # steps as an uninterrupted run's (float32 values are exact in JSON)
+                 "log_sums": {"names": self.acc_names, "sums": self.acc.tolist(), "steps": self.acc_n}
+                 if self.acc_n else None}
         meta = {"step": str(self.step), "model": self.run.model}
         writers = {
             "model.safetensors": lambda p: files.save_tensors(p, self.model.state_dict(), meta),
@@ -310,7 +329,6 @@ class Trainer:
             if cfg.amp != "off" else nullcontext()
         check_every = 1 if self.device.type == "cpu" else cfg.log_every
         with_index = getattr(self.model, "needs_indices", False)  # e.g. GLO: one latent per training image
-        acc, acc_n, names = None, 0, None
         self.t0 = t_log = time.perf_counter()
         imgs_log = 0
         self.time_base = self.time_s
@@ -335,19 +353,19 @@ class Trainer:
                     if self.ema:
                         self.ema.update(self.model, self.step)
                     vals = torch.stack([v.float() for v in terms.values()])
-                    acc = vals if acc is None else acc + vals
-                    names, acc_n = list(terms), acc_n + 1
+                    self.acc = vals if self.acc is None else self.acc + vals
+                    self.acc_names, self.acc_n = list(terms), self.acc_n + 1
                     imgs_log += len(x)
                     self.step, b = self.step + 1, b + 1
-                    if self.step % check_every == 0 and not bool(torch.isfinite(acc).all()):
-                        bad = [n for n, v in zip(names, vals.tolist()) if not math.isfinite(v)] or names
+                    if self.step % check_every == 0 and not bool(torch.isfinite(self.acc).all()):
+                        bad = [n for n, v in zip(self.acc_names, vals.tolist()) if not math.isfinite(v)] or self.acc_names
                         raise Diverged(f"training diverged: non-finite {', '.join(bad)} at step {self.step}"
                                        f" (epoch {epoch + 1})")
                     bar.update(1)
                     self.time_s = self.time_base + time.perf_counter() - self.t0
                     if self.step % cfg.log_every == 0:
                         now = time.perf_counter()
-                        means = dict(zip(names, (acc / acc_n).tolist()))
+                        means = dict(zip(self.acc_names, (self.acc / self.acc_n).tolist()))
                         means["lr"] = cfg.lr * f
                         means["img_per_s"] = imgs_log * self.dist.world / max(now - t_log, 1e-9)
                         self.log("train", means)
@@ -356,7 +374,7 @@ class Trainer:
                         message = self.model.health() if hasattr(self.model, "health") else None
                         if message:
                             self.warn(message)
-                        acc, acc_n, t_log, imgs_log = None, 0, now, 0
+                        self.acc, self.acc_n, t_log, imgs_log = None, 0, now, 0
                     if self.step % cfg.ckpt_every == 0 and b < self.steps_per_epoch:
                         self.save()
                 if b == self.steps_per_epoch:  # epoch end: grid, mode coverage, test losses, checkpoint
