@@ -60,6 +60,16 @@ def test_run_folder_contents(tmp_path):
     assert not (out / ckpt.STAGING).exists() and not (out / ckpt.COMMIT).exists()
 
 
+def test_output_to_a_file_gets_one_line_per_epoch(tmp_path, capsys):
+    train(tiny_run(epochs=3), tmp_path / "run")  # stderr is captured: not a terminal, so no progress bar
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"genlab: epoch {i}/3 step {8 * i}/24 loss ")
+                                   for i, line in enumerate(lines, 1)), lines
+    assert "img/s" in lines[0] and "ETA" in lines[0] and "(test loss " in lines[0]
+    train(tiny_run(epochs=4), tmp_path / "run", quiet=True)
+    assert capsys.readouterr().err == ""
+
+
 def test_no_test_images_means_no_per_epoch_test_losses(tmp_path):
     train(tiny_run(epochs=1, eval_images=0, log_every=4), tmp_path / "run", quiet=True)
     events = {json.loads(line)["event"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}

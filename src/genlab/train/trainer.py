@@ -47,6 +47,12 @@ class Diverged(Exception):
     """Training produced a non-finite loss; the message names the step and the checkpoint kept."""
 
 
+def _clock(seconds: float) -> str:
+    """1h02m, 3m05s, 42s."""
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def _is_sums(d: dict) -> bool:
     """A checkpoint's pending log sums as save() writes them: names, one number each, a positive step count."""
     names, sums, steps = d.get("names"), d.get("sums"), d.get("steps")
@@ -223,6 +229,18 @@ class Trainer:
         ckpt.commit(self.out, writers)
 
     # ---------------------------------------------------------------- logging
+    def epoch_line(self, epoch: int, start_step: int, means: dict, test: dict | None) -> None:
+        """One line on stderr at an epoch's end, for output that is not a terminal: losses, speed, ETA."""
+        spent = time.perf_counter() - self.t0  # this process's time, since steps before a resume cost nothing here
+        done = self.step - start_step
+        eta = spent / done * (self.total - self.step) if done else 0.0
+        losses = " ".join(f"{k} {v:.4g}" for k, v in list(means.items())[:3])  # the epoch's mean training terms
+        if test and "loss" in test:
+            losses += f" (test loss {test['loss']:.4g})"
+        speed = done * self.cfg.batch_size * self.dist.world / max(spent, 1e-9)
+        print(f"genlab: epoch {epoch}/{self.cfg.epochs} step {self.step}/{self.total} {losses} {speed:.0f} img/s "
+              f"elapsed {_clock(self.time_s)} ETA {_clock(eta)}", file=sys.stderr, flush=True)
+
     def log(self, event: str, values: dict) -> None:
         """One line of metrics.jsonl (numbers, or a text 'message') and the TensorBoard scalars."""
         if not self.dist.main:
@@ -323,6 +341,8 @@ class Trainer:
 
             self.tb = SummaryWriter(str(self.out), purge_step=self.step or None)
         show = main and not self.quiet and sys.stderr.isatty()
+        lines = main and not self.quiet and not show  # a log file (nohup): one line per epoch instead of a bar
+        start_step, epoch_sums, epoch_n = self.step, None, 0
         bar = tqdm(total=self.total, initial=self.step, disable=not show, unit="step", dynamic_ncols=True,
                    desc=f"{self.run.model}")
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16) \
@@ -355,6 +375,8 @@ class Trainer:
                     vals = torch.stack([v.float() for v in terms.values()])
                     self.acc = vals if self.acc is None else self.acc + vals
                     self.acc_names, self.acc_n = list(terms), self.acc_n + 1
+                    if lines:
+                        epoch_sums, epoch_n = vals if epoch_sums is None else epoch_sums + vals, epoch_n + 1
                     imgs_log += len(x)
                     self.step, b = self.step + 1, b + 1
                     if self.step % check_every == 0 and not bool(torch.isfinite(self.acc).all()):
@@ -385,6 +407,10 @@ class Trainer:
                     if test:
                         self.log("test", test)
                     self.save()
+                    if lines:
+                        means = dict(zip(self.acc_names, (epoch_sums / epoch_n).tolist())) if epoch_n else {}
+                        self.epoch_line(epoch + 1, start_step, means, test)
+                        epoch_sums, epoch_n = None, 0
             if self.step % self.steps_per_epoch:  # a max_steps budget that ended mid-epoch
                 self.preview(self.step // self.steps_per_epoch + 1)
                 self.save()
