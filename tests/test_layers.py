@@ -9,7 +9,7 @@ import genlab
 
 ROOT = Path(genlab.__file__).parent
 LAYERS = [  # bottom first; a module's layer is that of its first dotted name under genlab
-    {"", "errors", "config", "files"},
+    {"", "errors", "config", "files", "progress"},
     {"optim", "losses", "nn", "data", "viz"},
     {"models"},
     {"train"},

@@ -100,6 +100,19 @@ def runs(tmp_path_factory):
     return root
 
 
+def test_long_evaluations_report_progress_to_a_log_file(runs, capsys, monkeypatch, tmp_path):
+    from genlab import progress
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)  # every batch, so that a short run shows lines
+    clf = f"domain:{runs / 'clf'}"
+    assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "1200"]) == 0
+    err = capsys.readouterr().err
+    assert "genlab: vae samples 1/3 batches" in err and "ETA" in err
+    assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "1200", "--quiet"]) == 0
+    assert "batches" not in capsys.readouterr().err
+
+
 def test_memorisation_compares_with_the_images_a_limited_run_saw(runs, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "limited"

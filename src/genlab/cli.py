@@ -114,6 +114,7 @@ def build_parser() -> Parser:
                    help="the reference split")
     p.add_argument("--iwae-k", type=positive_int, default=100, help="importance samples per image for nll (VAEs)")
     p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
 
@@ -324,7 +325,7 @@ def cmd_eval(a) -> int:
     seen = train.subset(cfg.data.limit or None)  # the images the model trained on: memorisation's yardstick
     ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
                         precision=a.precision, iwae_k=a.iwae_k, train=seen, heldout=test, out_dir=run_dir,
-                        progress=sys.stderr.isatty())
+                        progress=not a.quiet)
     if a.metrics is None:  # defaults: every supported metric whose networks fit these images
         names, notes = runnable(names, ctx)
         for note in notes:

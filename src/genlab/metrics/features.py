@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..errors import UserError, unknown
+from ..progress import track
 
 SHIPPED_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "mnist_classifier"
 INCEPTION_SIDE = 299
@@ -73,7 +73,7 @@ class Extractor:
         cast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         out = []
         starts = range(0, len(x), self.batch_size)
-        for i in tqdm(starts, desc=desc, disable=not progress, unit="batch", leave=False):
+        for i in track(starts, len(starts), desc, progress):
             with cast:
                 out.append(fn(self._prepare(x[i : i + self.batch_size].to(device))).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.dim)

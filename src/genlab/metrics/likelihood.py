@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from ..losses import discrete_nll
+from ..progress import track
 from .registry import MetricContext, metric
 
 
@@ -53,8 +54,8 @@ def nll(ctx: MetricContext) -> dict:
     data = ctx.data.subset(ctx.n)
     from ..data import Batches, Pipeline
 
-    for x, y in Batches(data, Pipeline(ctx.run.data), batch, shuffle=False, drop_last=False,
-                        device=ctx.device).epoch(0):
+    batches = Batches(data, Pipeline(ctx.run.data), batch, shuffle=False, drop_last=False, device=ctx.device)
+    for x, y in track(batches.epoch(0), -(-len(data) // batch), "nll", ctx.progress):
         lab = ctx.label_args(y)
         if exact:
             total += float(model.log_prob(x, *lab).sum())

@@ -14,6 +14,7 @@ import torch
 
 from ..data import Batches, ImageSet, Pipeline
 from ..errors import UserError, check_memory, unknown
+from ..progress import track
 
 
 @dataclass
@@ -63,7 +64,8 @@ class MetricContext:
             g = torch.Generator(self.device).manual_seed(self.seed)
             out = []
             with torch.no_grad():
-                for i in range(0, self.n, self.batch_size):
+                starts = range(0, self.n, self.batch_size)
+                for i in track(starts, len(starts), f"{self.run.model} samples", self.progress):
                     out.append(to_unit(self.model.sample(min(self.batch_size, self.n - i), generator=g),
                                        self.model.info).float().cpu())
             self._cache["samples"] = torch.cat(out)
