@@ -70,6 +70,25 @@ def test_list_names_every_model_dataset_and_metric(capsys):
         assert name in out
 
 
+def test_list_model_shows_every_setting_with_its_default_and_meaning(capsys):
+    import dataclasses
+
+    from genlab.data import DataConfig
+    from genlab.train.config import TrainConfig
+
+    for name in registry.names():
+        code, out, _ = run_cli(capsys, "list", name)
+        assert code == 0
+        fields = {f.name for cls in (registry.get(name).config_cls, DataConfig, TrainConfig)
+                  for f in dataclasses.fields(cls)}
+        listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+        assert fields <= listed, (name, fields - listed)
+    out = run_cli(capsys, "list", "dcgan")[1]
+    assert any(line.split()[:3] == ["lr", "0.0002", "*"] for line in out.splitlines())  # the GAN's own rate
+    assert "minimax | nonsaturating | wgan | wgan-gp | lsgan | hinge" in out  # the field's comment
+    assert "wgan-gp: model.n_critic=5" in out
+
+
 def _bad_idx(folder):
     folder.mkdir()
     with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
@@ -95,6 +114,7 @@ def _bad_idx(folder):
     (["train", "vae", "--data", "digits", "--config", "/no/such.toml"], "does not exist"),
     (["sample", "/no/such/run"], "does not exist"),
     (["trian"], "unknown command 'trian' (did you mean: train"),
+    (["list", "vea"], "unknown model 'vea' (did you mean: vae"),
     (["train", "vae", "--set", "model.hidden=((1,2),3)"], "expects a flat list"),
     (["train", "vae", "--data", "digits", "--set", "model.latent_dim=1000000000"], "posterior_head.weight (2000000000 x"),
     (["train", "dcgan", "--data", "digits", "--set", "model.width=1000000"], "GiB of weights"),

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -364,6 +365,24 @@ def test_mode_monitor_logs_coverage_and_a_fid_curve(tmp_path, monkeypatch):
         assert sum(m["histogram"]) == 1000 and 1 <= m["classes_covered"] <= 10
         assert math.isfinite(m["fid_1k"]) and m["fid_1k"] > 0
     assert list((tmp_path / "cache" / "features").glob("mnist-test-1000-*.safetensors"))  # one reference, reused
+
+
+def test_mode_monitor_on_other_images_says_which_setting_names_a_classifier(tmp_path):
+    run = compose("dcgan", flags={"data": {"source": "digits", "limit": 64},
+                                  "train": {"epochs": 1, "batch_size": 32, "samples": 0}}, overrides=["model.width=8"])
+    train(run, tmp_path / "run", quiet=True)
+    warnings = [json.loads(l)["message"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+                if json.loads(l)["event"] == "warning"]
+    assert any("mode monitoring is off" in w and "--set train.monitor_classifier=domain:DIR" in w for w in warnings)
+
+
+def test_info_counts_the_classes_of_every_split(tmp_path):
+    x = np.zeros((6, 8, 8), np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(6, int), x_test=x[:2], y_test=np.array([0, 1]))
+    run = compose("vae", flags={"data": {"source": f"npz:{tmp_path / 'd.npz'}"}, "train": {"epochs": 1}},
+                  overrides=TINY)
+    train(run, tmp_path / "run", quiet=True)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["info"]["num_classes"] == 2
 
 
 @pytest.fixture(scope="module")

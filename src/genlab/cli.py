@@ -123,7 +123,8 @@ def build_parser() -> Parser:
     p.add_argument("app", metavar="NAME", help="the application; genlab apply NAME --help shows its options")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="DIR ...", help="the run folder and the options")
 
-    cmd("list", "list models, datasets and metrics")
+    p = cmd("list", "list models, datasets and metrics; genlab list MODEL shows the model's settings")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="a model: every setting with its default and meaning")
     p = cmd("info", "describe a run folder: model, data, progress, latest metrics")
     _run_dir_arg(p)
     return top
@@ -416,6 +417,9 @@ def cmd_list(a) -> int:
     from .metrics import METRICS
     from .models import registry
 
+    if a.model:
+        return _list_model(registry.get(a.model))
+
     print("models:")
     for name in registry.names():
         print(f"  {name:16s} {registry.get(name).summary}")
@@ -425,6 +429,33 @@ def cmd_list(a) -> int:
     print("metrics (genlab eval --metrics):")
     for name, m in METRICS.items():
         print(f"  {name:16s} {m.summary}")
+    return 0
+
+
+def _list_model(entry) -> int:
+    """Every setting of one model with its default, what the model recommends on top, and what each means."""
+    import dataclasses
+
+    from .config import field_docs, to_dict
+    from .data import DataConfig
+    from .train.config import TrainConfig
+
+    print(f"{entry.name}: {entry.summary}")
+    recommended = entry.recommended({})
+    for section, cls in (("model", entry.config_cls), ("data", DataConfig), ("train", TrainConfig)):
+        print(f"{section} settings (--set {section}.NAME=VALUE):")
+        defaults, docs = to_dict(cls()), field_docs(cls)
+        for f in dataclasses.fields(cls):
+            value = recommended.get(section, {}).get(f.name, defaults[f.name])
+            mark = " *" if f.name in recommended.get(section, {}) else ""
+            print(f"  {f.name:20s} {str(value) + mark:14s} {docs[f.name]}")
+    if entry.variants:
+        field, table = entry.variants
+        print(f"(* {entry.name}'s own setting, over the general default; model.{field} brings its paper's settings: "
+              + "; ".join(f"{v}: {', '.join(f'{s}.{k}={x}' for s, d in t.items() for k, x in d.items())}"
+                          for v, t in table.items()) + ")")
+    elif any(recommended.values()):
+        print(f"(* {entry.name}'s own setting, over the general default)")
     return 0
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -194,3 +196,39 @@ def seed_int(s: str) -> int:
     if not 0 <= v < 2**63:
         raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2^63), got {v}")
     return v
+
+
+_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:[^=#]+=[^#]*?(?:#\s*(.*))?$")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's comment in its dataclass's source, base classes first; '' where a field has none. A field's
+    comment is the one on its line (`width: int = 64  # feature maps`); comment lines between two fields continue
+    the first one's, or, when the second has none on its line, describe the second. `genlab list MODEL` prints
+    them beside the defaults."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        previous, block = None, []
+        for line in lines:
+            stripped = line.strip()
+            m = _FIELD_LINE.match(line)
+            if m:
+                name, inline = m.group(1), (m.group(2) or "").strip()
+                if block and not inline:
+                    inline = " ".join(block)
+                elif block and previous:
+                    docs[previous] = f"{docs[previous]} {' '.join(block)}".strip()
+                docs[name], previous, block = inline or docs.get(name, ""), name, []  # a subclass may re-default
+            elif stripped.startswith("#") and previous is not None:
+                block.append(stripped.lstrip("#").strip())
+            elif stripped:  # a method or anything else ends the fields
+                if block and previous:
+                    docs[previous] = f"{docs[previous]} {' '.join(block)}".strip()
+                previous, block = None, []
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}

@@ -23,14 +23,14 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
+    lr: float = 1e-3  # base learning rate (the schedule scales it)
+    beta1: float = 0.9  # Adam's first-moment decay (GANs: 0.5; WGAN-GP: 0)
+    beta2: float = 0.999  # Adam's second-moment decay
+    weight_decay: float = 0.0  # L2 penalty (adamw: decoupled decay)
     momentum: float = 0.0  # sgd / rmsprop
     schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the run, after warmup)
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # linear ramp of the rate from 0 over these steps
     grad_clip: float = 0.0  # max global grad norm; 0 = off
 
     def validate(self) -> None:

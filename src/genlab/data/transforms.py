@@ -24,9 +24,9 @@ STATIC_BINARIZATION_SEED = 20160601  # fixed, so every run sees the same static 
 @dataclass
 class DataConfig:
     source: str = "mnist"  # mnist | digits | idx:DIR | cifar:DIR | folder:DIR | npz:FILE
-    range: str = "01"
-    binarize: str = "none"
-    dequantize: bool = False
+    range: str = "01"  # the models' pixel range: 01 = [0, 1] | -11 = [-1, 1] (GANs' tanh)
+    binarize: str = "none"  # none | dynamic (a fresh Bernoulli draw per batch) | static (one fixed draw)
+    dequantize: bool = False  # uniform noise in each 8-bit bin: continuous densities on 8-bit data (flows)
     resize: int = 0  # 0 keeps the size; else square side in pixels (bilinear)
     pad: int = 0  # zero padding on each side, e.g. 2 turns 28x28 into 32x32
     grayscale: bool = False  # average colour channels to one
@@ -96,6 +96,9 @@ def to_unit(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
     return as_unit(x, info.range)
 
 
-def info_for(images: ImageSet, cfg: DataConfig) -> DataInfo:
+def info_for(images: ImageSet, cfg: DataConfig, *others: ImageSet | None) -> DataInfo:
+    """The data's description for the models, from the training images; the class count covers `others` too (a
+    test split may hold a class the training images lack)."""
     c, h, w = images.shape
-    return DataInfo(c, h, w, images.num_classes, cfg.range, cfg.binarize, len(images), cfg.dequantize)
+    classes = max(s.num_classes for s in (images, *others) if s is not None)
+    return DataInfo(c, h, w, classes, cfg.range, cfg.binarize, len(images), cfg.dequantize)

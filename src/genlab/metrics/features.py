@@ -53,13 +53,15 @@ class Extractor:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:
-        """UserError unless this extractor takes images of shape (C, H, W)."""
+    def check_shape(self, shape: tuple[int, ...], setting: str = "--features") -> None:
+        """UserError unless this extractor takes images of shape (C, H, W); `setting` is where the user names
+        another one (--features, --classifier, train.monitor_classifier)."""
         if self.shape is not None and tuple(shape) != self.shape:
             c, h, w = self.shape
+            use = f"--set {setting}=domain:DIR" if "." in setting else f"{setting} domain:DIR"
             raise UserError(f"the {self.name} extractor takes {c}x{h}x{w} images, got "
                             f"{'x'.join(map(str, shape))}; train a classifier on your data "
-                            f"(genlab train classifier --data SRC --out DIR) and use --features domain:DIR")
+                            f"(genlab train classifier --data SRC --out DIR) and use {use}")
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4:

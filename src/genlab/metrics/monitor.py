@@ -22,7 +22,7 @@ def mode_monitor(trainer) -> None:
         return
     try:
         clf = get_extractor(trainer.cfg.monitor_classifier, trainer.device)
-        clf.check_shape(trainer.info.shape)
+        clf.check_shape(trainer.info.shape, "train.monitor_classifier")
     except UserError as e:
         trainer.warn(f"mode monitoring is off: {e}")
         return

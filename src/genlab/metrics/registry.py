@@ -125,7 +125,7 @@ def runnable(names: list[str], ctx: MetricContext) -> tuple[list[str], list[str]
         for which in METRICS[name].uses:
             if which not in reasons:
                 try:
-                    ctx.extractor(which).check_shape(ctx.model.info.shape)
+                    ctx.extractor(which).check_shape(ctx.model.info.shape, f"--{which}")
                     reasons[which] = None
                 except UserError as e:
                     reasons[which] = str(e)

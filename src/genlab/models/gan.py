@@ -40,7 +40,7 @@ LOSS_DEFAULTS = ("loss", {
 @dataclass
 class GANConfig:
     arch: str = "mlp"  # mlp | conv
-    latent_dim: int = 64
+    latent_dim: int = 64  # z ~ N(0, I) of this size
     hidden: tuple[int, ...] = (256, 512, 1024)  # MLP generator widths; the discriminator uses them reversed
     batch_norm: bool = True  # MLP generator: Linear -> BatchNorm -> ReLU
     dropout: float = 0.3  # MLP discriminator: dropout after each hidden layer
@@ -51,9 +51,9 @@ class GANConfig:
     clip: float = 0.01  # wgan: critic weights clipped to [-clip, clip]
     gp_weight: float = 10.0  # wgan-gp: lambda
     norm: str = "auto"  # discriminator normalisation: auto (batch; layer for wgan-gp; none with sn) | batch | layer | none
-    spectral_norm: bool = False
+    spectral_norm: bool = False  # discriminator weights divided by their largest singular value (Miyato 2018)
     lr_g: float = 0.0  # two time-scale rates; 0 = train.lr
-    lr_d: float = 0.0
+    lr_d: float = 0.0  # (TTUR: Heusel et al. 2017)
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ("mlp", "conv"))

@@ -13,15 +13,15 @@ AMP = ("off", "bf16", "fp16")
 
 @dataclass
 class TrainConfig(OptimConfig):
-    epochs: int = 10
+    epochs: int = 10  # passes over the training images
     max_steps: int = 0  # stop after this many steps in all (0 = run all epochs)
-    batch_size: int = 128
-    seed: int = 0
+    batch_size: int = 128  # images per step (per process under torchrun)
+    seed: int = 0  # fixes the weights, the batch order and every random draw: runs repeat bit for bit
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "off"  # off | bf16 (CPU or CUDA autocast) | fp16 (CUDA only, with a grad scaler)
     channels_last: bool = False  # NHWC memory for conv models
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 = off
-    log_every: int = 50
+    log_every: int = 50  # steps between lines of metrics.jsonl
     ckpt_every: int = 1000  # steps; a checkpoint is also written at every epoch end
     samples: int = 64  # images in the per-epoch grid; 0 = none
     eval_test: bool = True  # per-epoch test-set losses for models that define `losses`

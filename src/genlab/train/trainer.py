@@ -124,7 +124,7 @@ class Trainer:
         splits = load_data(run.data.source)
         train = prepare(splits.train.subset(run.data.limit or None), run.data)
         self.test = prepare(splits.test, run.data) if splits.test is not None else None
-        self.info = info_for(train, run.data)
+        self.info = info_for(train, run.data, self.test)
         run.info = self.info
         self.pipeline = Pipeline(run.data)
         self.loader = Batches(train, self.pipeline, self.cfg.batch_size, seed=self.cfg.seed,
