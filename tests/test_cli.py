@@ -63,6 +63,23 @@ def test_run_folder_commands(vae_run, capsys):
     assert code == 0 and "vae" in out and "step 46" in out
 
 
+def test_samples_export_as_a_png_folder_and_an_npz_that_reads_back(vae_run, capsys, tmp_path):
+    from PIL import Image
+
+    from genlab.data import load
+
+    assert run_cli(capsys, "sample", vae_run, "-n", "12", "--format", "png-dir", "-o", tmp_path / "png")[0] == 0
+    pngs = sorted((tmp_path / "png").iterdir())
+    assert [p.name for p in pngs[:2]] == ["00000.png", "00001.png"] and len(pngs) == 12
+    assert Image.open(pngs[0]).size == (8, 8) and Image.open(pngs[0]).mode == "L"
+    assert run_cli(capsys, "sample", vae_run, "-n", "12", "--format", "npz", "-o", tmp_path / "s.npz")[0] == 0
+    back = load(f"npz:{tmp_path / 's.npz'}").train.images  # 12 x 1 x 8 x 8 uint8
+    assert back.shape == (12, 1, 8, 8)
+    assert np.array_equal(back[0, 0].numpy(), np.asarray(Image.open(pngs[0])))  # same seed, same images
+    code, _, err = run_cli(capsys, "sample", vae_run, "-n", "2", "--format", "png-dir", "-o", tmp_path / "png")
+    assert code == 2 and "already exists and is not an empty folder" in err
+
+
 def test_list_names_every_model_dataset_and_metric(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0

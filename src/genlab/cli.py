@@ -73,7 +73,10 @@ def build_parser() -> Parser:
     p = cmd("sample", "draw samples from a trained model into a PNG grid")
     _run_dir_arg(p)
     p.add_argument("-n", type=positive_int, default=64)
-    p.add_argument("-o", "--output", help="PNG path (default DIR/sample.png)")
+    p.add_argument("-o", "--output", help="where to write (default DIR/sample.png, DIR/sample_images/ or DIR/samples.npz)")
+    p.add_argument("--format", choices=SAMPLE_FORMATS, default="grid",
+                   help="grid: one PNG grid; png-dir: a folder of one PNG per image (torch-fidelity, clean-fid); "
+                        "npz: uint8 N x H x W x C under key x")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
@@ -194,6 +197,18 @@ def _save(images, cfg, path, nrow: int | None = None) -> Path:
     return save_grid(to_unit(images, cfg.info), path, nrow=nrow, scale=upscale_for_display(cfg.info.height))
 
 
+SAMPLE_FORMATS = {"grid": "sample.png", "png-dir": "sample_images", "npz": "samples.npz"}  # format: default name in DIR
+
+
+def _export(images, cfg, fmt: str, path: Path) -> Path:
+    from .data import to_unit
+    from .viz import save_npz, save_png_dir
+
+    if fmt == "grid":
+        return _save(images, cfg, path)
+    return (save_png_dir if fmt == "png-dir" else save_npz)(to_unit(images, cfg.info), path)
+
+
 # `genlab sample` options that only some models' `sample` accepts, and which models those are
 SAMPLING_OPTIONS = {"temperature": "flows", "sampler": "diffusion models", "steps": "diffusion models",
                     "eta": "diffusion models", "guidance": "diffusion models"}
@@ -228,7 +243,7 @@ def cmd_sample(a) -> int:
     with torch.no_grad():
         images = model.sample(a.n, generator=torch.Generator(_device(model)).manual_seed(a.seed), **kwargs)
     secs = time.perf_counter() - start
-    path = _save(images, cfg, a.output or Path(a.run) / "sample.png")
+    path = _export(images, cfg, a.format, Path(a.output) if a.output else Path(a.run) / SAMPLE_FORMATS[a.format])
     print(f"wrote {a.n} samples to {path} ({secs:.2f} s, {secs / a.n * 1000:.1f} ms per image)")
     if hasattr(model, "figures"):  # the model's own figures (InfoGAN: one grid per latent code)
         for fig in model.figures(path.parent, generator=torch.Generator(_device(model)).manual_seed(a.seed)):

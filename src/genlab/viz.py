@@ -1,13 +1,17 @@
-"""Pictures: image grids and strips written as PNG with Pillow (no torchvision)."""
+"""Pictures: image grids and strips written as PNG with Pillow (no torchvision), and samples exported as a folder of
+PNGs or an npz for other tools."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UserError
 from .files import atomic_write
 
 
@@ -59,4 +63,45 @@ def save_animation(frames: list[Path], path: str | Path, ms_per_frame: int = 400
     path = Path(path)
     atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                   duration=durations, loop=0))
+    return path
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    """[0, 1] images N x C x H x W -> uint8 N x H x W x C, the layout image tools and genlab's npz reader take."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_png_dir(images: torch.Tensor, folder: str | Path) -> Path:
+    """One 8-bit PNG per image at its own size (00000.png, ...): the folder torch-fidelity and clean-fid read.
+    Written into a sibling folder first and renamed, so that an interrupted export leaves no partial folder."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"'{folder}' already exists and is not an empty folder; choose another -o or remove it")
+    staging = folder.with_name(f".{folder.name}.partial")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        pixels = to_uint8_nhwc(images)
+        width = max(5, len(str(len(pixels) - 1)))
+        for i, p in enumerate(pixels):
+            Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p).save(staging / f"{i:0{width}d}.png")
+        if folder.exists():
+            folder.rmdir()
+        os.replace(staging, folder)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"cannot write '{folder}': {e.strerror or e}") from None
+    return folder
+
+
+def save_npz(images: torch.Tensor, path: str | Path) -> Path:
+    """The images as one uint8 array N x H x W x C under key 'x' (genlab's npz:FILE source reads it back)."""
+    path = Path(path)
+    pixels = to_uint8_nhwc(images)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, x=pixels)
+
+    atomic_write(path, write)
     return path
