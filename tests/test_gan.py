@@ -114,16 +114,21 @@ def test_every_loss_trains_a_step_with_finite_terms(loss):
     assert ("gp" in terms) == (loss == "wgan-gp")
 
 
-def test_health_warns_after_the_discriminator_wins_for_500_steps():
+def test_health_warns_when_the_discriminator_wins_most_recent_steps():
     model, _ = _gan()
     won = {"d_real": torch.tensor(0.999), "d_fake": torch.tensor(0.001)}
-    for _ in range(499):
+    lost = {"d_real": torch.tensor(0.7), "d_fake": torch.tensor(0.3)}
+    for _ in range(49):
         model._track_health(won)
-    assert model.health() is None
+    assert model.health() is None  # too few steps to judge
     model._track_health(won)
-    assert "won outright for 500 steps" in model.health()
-    model._track_health({"d_real": torch.tensor(0.7), "d_fake": torch.tensor(0.3)})
-    assert model.health() is None  # the count restarts once the generator gets through
+    assert "won outright in at least 90% of the last 100 steps" in model.health()  # a short run is warned too
+    for _ in range(11):
+        model._track_health(lost)
+    assert model.health() is None  # 50 of 61 is below 90%
+    for _ in range(100):
+        model._track_health(won if _ % 20 else lost)  # 95 of the last 100
+    assert model.health() is not None
     critic, _ = _gan(loss="wgan-gp", norm="layer")
     for _ in range(600):  # critic values are not probabilities: never judged this way
         critic._track_health({"d_real": torch.tensor(5.0), "d_fake": torch.tensor(-5.0)})

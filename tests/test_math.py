@@ -459,3 +459,25 @@ def test_gray_corruption_drains_colour_to_the_channel_mean():
     assert torch.allclose(half, (x + full) / 2)
     grey = torch.rand(2, 1, 4, 4)
     assert torch.equal(corrupt("gray", grey, 1.0, "01"), grey)  # nothing to drain
+
+
+def test_vae_health_warns_of_posterior_collapse_only_when_few_dimensions_are_active():
+    from genlab.data import DataInfo
+    from genlab.models import registry
+
+    cfg = registry.get("vae").config_cls(hidden=(8,), latent_dim=16)
+    model = registry.build("vae", cfg, DataInfo(1, 4, 4))
+    x = torch.rand(32, 1, 4, 4).bernoulli()
+    with torch.no_grad():
+        model.posterior_head.weight.zero_()
+        model.posterior_head.bias.zero_()  # q(z | x) = N(0, I) = the prior: every dimension collapsed
+    for _ in range(199):
+        model.losses(x)
+    assert model.health() is None  # too early to judge
+    model.losses(x)
+    assert "posterior collapse: fewer than 2 of 16 latent dimensions" in model.health()
+    with torch.no_grad():
+        model.posterior_head.bias[:3] = 1.0  # three means away from 0: three active dimensions
+    model.losses(x)
+    assert model.health() is None
+

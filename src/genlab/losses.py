@@ -11,9 +11,15 @@ import torch
 import torch.nn.functional as F
 
 
+def gaussian_kl_dims(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Each latent dimension's KL(N(mu_j, exp logvar_j) || N(0, 1)) = 1/2 (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2);
+    B x d -> B x d."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, diag(exp logvar)) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2); B x d -> B."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+    """KL(N(mu, diag(exp logvar)) || N(0, I)), the sum over dimensions of `gaussian_kl_dims`; B x d -> B."""
+    return gaussian_kl_dims(mu, logvar).sum(1)
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

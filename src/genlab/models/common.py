@@ -1,6 +1,7 @@
 """Pieces of the model contract shared by several families."""
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,24 +53,30 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 
 
 class DiscriminatorHealth:
-    """Mixin for adversarial models: warn when a sigmoid discriminator has won outright for 500 steps running.
+    """Mixin for adversarial models: warn when a sigmoid discriminator wins outright (D(real) > 0.99 and
+    D(fake) < 0.01) in at least 90% of the last 100 steps, judged from step 50 on, so that a short run is warned
+    as well as a long one.
 
     `_track_health(terms)` reads the logged D(real) and D(fake) probabilities; models whose discriminator
     outputs are not probabilities (WGAN critics, hinge) set `tracks_d_probs = False`.
     """
 
-    _d_wins = 0
+    HEALTH_WINDOW, HEALTH_SHARE, HEALTH_MIN_STEPS = 100, 0.9, 50
     tracks_d_probs = True
 
     def _track_health(self, terms: dict[str, torch.Tensor]) -> None:
-        won = self.tracks_d_probs and bool(terms["d_real"] > 0.99) and bool(terms["d_fake"] < 0.01)
-        self._d_wins = self._d_wins + 1 if won else 0
+        if not self.tracks_d_probs:
+            return
+        if not hasattr(self, "_d_won"):
+            self._d_won: deque[bool] = deque(maxlen=self.HEALTH_WINDOW)
+        self._d_won.append(bool(terms["d_real"] > 0.99) and bool(terms["d_fake"] < 0.01))
 
     def health(self) -> str | None:
-        if self._d_wins >= 500:
-            return (f"the discriminator has won outright for {self._d_wins} steps (D(real) > 0.99, D(fake) < 0.01): "
-                    f"the generator gets no signal; try loss=nonsaturating, a lower train.lr or a lower "
-                    f"discriminator rate")
+        won = getattr(self, "_d_won", ())
+        if len(won) >= self.HEALTH_MIN_STEPS and sum(won) >= self.HEALTH_SHARE * len(won):
+            return (f"the discriminator has won outright in at least {self.HEALTH_SHARE:.0%} of the last "
+                    f"{self.HEALTH_WINDOW} steps (D(real) > 0.99, D(fake) < 0.01): the generator gets no signal; "
+                    f"try loss=nonsaturating, a lower train.lr or a lower discriminator rate")
         return None
 
 

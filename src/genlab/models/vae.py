@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import check_choice, check_positive
 from ..errors import UserError
-from ..losses import bernoulli_nll, gaussian_kl, gaussian_nll, output_link
+from ..losses import bernoulli_nll, gaussian_kl_dims, gaussian_nll, output_link
 from ..nn import Decoder, Encoder
 from .common import SingleLoss
 from .registry import register
@@ -44,6 +44,10 @@ class VAEConfig:
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.sigma", self.sigma, allow_zero=True)
         check_positive("model.beta", self.beta, allow_zero=True)
+
+
+ACTIVE_KL = 0.01  # nats: a latent dimension with more KL than this carries information about x
+COLLAPSE_MIN_STEPS = 200
 
 
 @register("vae", VAEConfig)
@@ -109,10 +113,12 @@ class VAE(SingleLoss, nn.Module):
         return gaussian_nll(self.link(logits), x, self.log_sigma)
 
     def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One-sample ELBO terms per image: recon = -log p(x | z), kl; each B."""
+        """One-sample ELBO terms per image: recon = -log p(x | z), kl (each B), and the KL of each latent
+        dimension averaged over the batch (d)."""
         mu, logvar = self.posterior(x, y)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparametrisation
-        return {"recon": self.nll(self.decoder_logits(z, y), x), "kl": gaussian_kl(mu, logvar)}
+        kl_dims = gaussian_kl_dims(mu, logvar)  # B x d
+        return {"recon": self.nll(self.decoder_logits(z, y), x), "kl": kl_dims.sum(1), "kl_dims": kl_dims.mean(0)}
 
     def elbo(self, x, y=None) -> torch.Tensor:
         """ELBO(x) in nats per image (beta = 1, the bound itself); -> B."""
@@ -148,7 +154,22 @@ class VAE(SingleLoss, nn.Module):
     def losses(self, x, y=None):
         t = self.elbo_terms(x, y)
         recon, kl = t["recon"].mean(), t["kl"].mean()
+        if self.training:
+            self._kl_dims, self._kl_steps = t["kl_dims"].detach(), getattr(self, "_kl_steps", 0) + 1
         return {"loss": recon + self.cfg.beta * kl, "recon": recon, "kl": kl, "neg_elbo": recon + kl}
+
+    def health(self) -> str | None:
+        """Posterior collapse: from step 200 on, warn when fewer than max(1, d / 8) latent dimensions carry more
+        than 0.01 nats of KL (the active units of Burda et al. 2016): the decoder is ignoring the code."""
+        if getattr(self, "_kl_steps", 0) < COLLAPSE_MIN_STEPS:
+            return None
+        d = self.cfg.latent_dim
+        active = int((self._kl_dims > ACTIVE_KL).sum())
+        if active >= max(1, d // 8):
+            return None
+        return (f"posterior collapse: fewer than {max(1, d // 8)} of {d} latent dimensions carry more than "
+                f"{ACTIVE_KL} nats of KL (KL {float(self._kl_dims.sum()):.2g} nats per image); the decoder ignores "
+                f"the code: try a lower model.beta, a smaller decoder, or a KL warm-up")
 
 
 @dataclass
