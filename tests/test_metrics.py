@@ -109,6 +109,7 @@ def test_long_evaluations_report_progress_to_a_log_file(runs, capsys, monkeypatc
     assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "1200"]) == 0
     err = capsys.readouterr().err
     assert "genlab: vae samples 1/3 batches" in err and "ETA" in err
+    assert "note: FID is biased upwards at --n 1,200" in err
     assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "1200", "--quiet"]) == 0
     assert "batches" not in capsys.readouterr().err
 

@@ -312,6 +312,7 @@ def cmd_interpolate(a) -> int:
     return 0
 
 
+STABLE_FID_N = 10_000  # below it, FID's upward bias is large (BENCHMARKS.md, "Floors on real MNIST")
 IWAE_K_MAX = 100_000  # 20x the papers' k: past it the cost (n x k decoder passes) buys nothing anyone reports
 
 
@@ -348,6 +349,10 @@ def cmd_eval(a) -> int:
             print(f"note: {note}", file=sys.stderr)
     if not names:
         raise UserError("no metric to compute: name one with --metrics (see genlab list)")
+    if "fid" in names and a.n < STABLE_FID_N:
+        print(f"note: FID is biased upwards at --n {a.n:,}: two disjoint random samples of real MNIST score 21.3 at "
+              f"1,000 images and 3.7 at 10,000 (domain features, BENCHMARKS.md); compare runs at equal n only, "
+              f"and use --n {STABLE_FID_N:,} beside published figures", file=sys.stderr)
     results = {result_key(name, a.features, a.precision): res for name, res in evaluate(names, ctx).items()}
     write_json(out, {**old, **results})
     for name, res in results.items():
