@@ -80,6 +80,17 @@ def test_samples_export_as_a_png_folder_and_an_npz_that_reads_back(vae_run, caps
     assert code == 2 and "already exists and is not an empty folder" in err
 
 
+def test_reconstructions_keep_each_pair_on_one_row(vae_run, capsys, tmp_path):
+    from PIL import Image
+
+    from genlab.viz import upscale_for_display
+
+    assert run_cli(capsys, "reconstruct", vae_run, "-n", "9", "-o", tmp_path / "r.png")[0] == 0
+    cell = (8 + 2) * upscale_for_display(8)  # an 8 px image and its 2 px gap, upscaled
+    width = Image.open(tmp_path / "r.png").width
+    assert round(width / cell) == 6  # 3 pairs per row: 9 pairs never split across rows
+
+
 def test_list_names_every_model_dataset_and_metric(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0

@@ -272,6 +272,8 @@ def _complete(a, model, cfg) -> int:
 
 
 def cmd_reconstruct(a) -> int:
+    import math
+
     import torch
 
     model, cfg = _load(a.run)
@@ -281,7 +283,8 @@ def cmd_reconstruct(a) -> int:
     with torch.no_grad():
         r = model.reconstruct(x, y) if getattr(model, "conditional", False) else model.reconstruct(x)
     pairs = torch.stack([x, r], 1).flatten(0, 1)  # original, reconstruction, original, ...
-    path = _save(pairs, cfg, a.output or Path(a.run) / "reconstructions.png")
+    per_row = math.ceil(math.sqrt(len(x)))  # whole pairs on every row: an even number of columns
+    path = _save(pairs, cfg, a.output or Path(a.run) / "reconstructions.png", nrow=2 * per_row)
     print(f"wrote {len(x)} originals and their reconstructions (side by side) to {path}")
     return 0
 
