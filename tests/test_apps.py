@@ -208,6 +208,10 @@ def test_model_scorers_shapes_and_choices():
         assert s.shape == (10,) and torch.isfinite(s).all()
     assert (AnomalyScorer(vae, "reconstruction").score_samples(x) <= 0).all()
     assert AnomalyScorer(tiny("ae")).score == "reconstruction"
+    glow = tiny("glow")
+    assert AnomalyScorer(glow).score == "likelihood"
+    with pytest.raises(UserError, match="an invertible model reconstructs every image up to float round-off"):
+        AnomalyScorer(glow, "reconstruction")
 
 
 def test_models_without_the_capability_are_refused_in_one_sentence():
@@ -309,6 +313,41 @@ def test_apply_anomalies_from_another_dataset_and_out_folder(vae_run, tmp_path, 
     assert 0 <= rec["results"]["model:reconstruction"]["auroc"] <= 1
 
 
+def test_apply_anomaly_by_normal_class_writes_per_image_scores(vae_run, capsys):
+    import csv
+
+    code, out, err = run_cli(capsys, "apply", "anomaly", vae_run, "--n", "150", "--normal-class", "0,1",
+                             "--samples", "1")
+    assert code == 0, err
+    folder = vae_run / "apply" / "anomaly"
+    rec = json.loads((folder / "results.json").read_text())
+    assert rec["protocol"]["normal"] == "test images of class 0,1"
+    assert rec["protocol"]["anomalies"] == "test images of class 2,3,4,5,6,7,8,9"
+    rows = list(csv.DictReader((folder / "scores.csv").open()))
+    assert len(rows) == rec["protocol"]["n_normal"] + rec["protocol"]["n_anomalous"]
+    assert {r["class"] for r in rows if r["anomaly"] == "0"} == {"0", "1"}
+    assert set(rows[0]) == {"index", "class", "anomaly", *rec["results"]}
+    # the figure shows the score with the best AUROC among the model's
+    best = max((n for n in rec["results"] if n.startswith("model:")), key=lambda n: rec["results"][n]["auroc"])
+    assert f"by {best}" in rec["protocol"]["figures"]
+
+
+def test_apply_anomaly_warns_when_labelled_test_images_all_count_as_normal(vae_run, tmp_path, capsys):
+    npz = write_npz(Splits(keep_classes(load("digits").test, [7])), tmp_path / "sevens.npz")
+    code, out, _ = run_cli(capsys, "apply", "anomaly", vae_run, "--anomalies", f"npz:{npz}", "--n", "100",
+                           "--score", "reconstruction", "--out", tmp_path / "res")
+    assert code == 0 and "labelled defects included; --normal-class C counts only class C as normal" in out
+
+
+def test_the_pca_baseline_is_never_the_identity():
+    from genlab.apps.anomaly import pca_components
+
+    assert pca_components(2, 64, 1000) == 2  # a VAE's 2-d code
+    assert pca_components(64, 64, 1000) == 32  # a flow's "code" is the image: the default rank instead
+    assert pca_components(None, 16, 1000) == 15  # never full rank
+    assert pca_components(8, 784, 5) == 4  # nor more components than fitted images allow
+
+
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gan")
@@ -322,6 +361,8 @@ def gan_run(tmp_path_factory):
     (["apply", "reduce", "{gan}"], "needs a model that can encode images into codes (`encode`), and 'gan' cannot"),
     (["apply", "anomaly", "{gan}", "--anomaly-class", "3"], "or the elbo (`elbo`), and 'gan' can do none"),
     (["apply", "anomaly", "{vae}"], "needs exactly one of --anomaly-class"),
+    (["apply", "anomaly", "{vae}", "--normal-class", "0", "--anomaly-class", "3"], "needs exactly one of"),
+    (["apply", "anomaly", "{vae}", "--normal-class", "0,1,2,3,4,5,6,7,8,9"], "leaves no anomalous test images"),
     (["apply", "anomaly", "{vae}", "--anomaly-class", "x"], "class numbers separated by commas"),
     (["apply", "reduce", "{vae}", "--k", "3"], "unknown option '--k' for genlab apply reduce"),
     (["apply", "cluster", "/no/such/run"], "does not exist"),

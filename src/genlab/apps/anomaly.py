@@ -52,6 +52,9 @@ class AnomalyScorer:
                             f"ELBO (`elbo`), and '{model_name(model)}' can do neither")
         if score == "reconstruction":
             require(model, "reconstruct", f"{what} by reconstruction error")
+            if getattr(model, "invertible", False):
+                raise UserError(f"{what} by reconstruction error is meaningless for '{model_name(model)}': an "
+                                f"invertible model reconstructs every image up to float round-off; score by likelihood")
         self.model, self.score, self.samples, self.batch_size = model, score, samples, batch_size
 
     @property
@@ -171,7 +174,7 @@ def held_out_class_benchmark(fit: Callable[[ImageSet, int], object], splits: Spl
     """Each class in turn the anomaly: `fit(train_without_c, c)` returns a model trained on the other classes;
     its scores tell class c's test images from the rest. `pipeline` maps uint8 images to the model's floats
     (`genlab.data.Pipeline(data_config)`). Also scores the PCA baseline (as many components as the model's
-    code, or 32 without one) fitted on the same training images.
+    code, or 32 without one: `pca_components`) fitted on the same training images.
     -> {"per_class": {c: {"model": {auroc, auprc}, "pca": {...}}}, "mean": {"model": ..., "pca": ...}}."""
     if splits.test is None or splits.test.labels is None:
         raise UserError("the held-out-class protocol needs a labelled test split")
@@ -185,7 +188,7 @@ def held_out_class_benchmark(fit: Callable[[ImageSet, int], object], splits: Spl
         model = fit(train, c)
         is_anom = test.labels == c
         scorer = AnomalyScorer(model, score, samples)
-        k = _code_size(model, x_test[:1]) or 32
+        k = pca_components(_code_size(model, x_test[:1]), x_test[0].numel(), len(train))
         torch.manual_seed(seed)
         pca = PCAAnomalyScorer(k, model.info.range, seed).fit(pipeline(train.images))
         per[c] = {name: detection(s, x_test[~is_anom], x_test[is_anom])
@@ -203,12 +206,11 @@ def _code_size(model, x: torch.Tensor) -> int | None:
 
 
 # ---------------------------------------------------------------- the application
-def _parse_classes(spec: str) -> list[int]:
+def _parse_classes(spec: str, option: str = "--anomaly-class") -> list[int]:
     try:
         return sorted({int(c) for c in str(spec).split(",") if c.strip()})
     except ValueError:
-        raise UserError(f"--anomaly-class takes class numbers separated by commas, e.g. 3 or 3,5; "
-                        f"got '{spec}'") from None
+        raise UserError(f"{option} takes class numbers separated by commas, e.g. 3 or 3,5; got '{spec}'") from None
 
 
 def _histogram(normal: torch.Tensor, anomalous: torch.Tensor, path, what: str) -> str:
@@ -234,26 +236,31 @@ def _histogram(normal: torch.Tensor, anomalous: torch.Tensor, path, what: str) -
 
 def _anomalies(ctx: AppContext):
     """(x_normal, y_normal, x_anomalous, y_anomalous, protocol entries) as the options ask."""
-    cls_spec, spec = ctx.option("anomaly_class"), ctx.option("anomalies")
-    if (cls_spec is None) == (spec is None):
+    anomaly_spec, normal_spec, spec = ctx.option("anomaly_class"), ctx.option("normal_class"), ctx.option("anomalies")
+    if sum(o is not None for o in (anomaly_spec, normal_spec, spec)) != 1:
         raise UserError("genlab apply anomaly needs exactly one of --anomaly-class C (the test images of class C "
-                        "are the anomalies) and --anomalies SPEC (images of another dataset are)")
-    if cls_spec is not None:
-        classes = _parse_classes(cls_spec)
+                        "are the anomalies), --normal-class C (those of every other class are) and --anomalies SPEC "
+                        "(images of another dataset are)")
+    if spec is None:
         x, y, _ = ctx.tensors()
+        option = "--anomaly-class" if anomaly_spec is not None else "--normal-class"
         if y is None:
-            raise UserError("--anomaly-class needs labelled test images, and this dataset has none; "
-                            "use --anomalies SPEC")
-        bad = [c for c in classes if not (y == c).any()]
+            raise UserError(f"{option} needs labelled test images, and this dataset has none; use --anomalies SPEC")
+        named = _parse_classes(anomaly_spec if anomaly_spec is not None else normal_spec, option)
+        bad = [c for c in named if not (y == c).any()]
         if bad:
             raise UserError(f"class {bad[0]} has no images among the first {len(y)} of the {ctx.split} split")
-        is_anom = torch.isin(y, torch.tensor(classes))
-        if is_anom.all():
-            raise UserError("every test image belongs to an anomaly class: no normal images are left to compare with")
+        is_named = torch.isin(y, torch.tensor(named))
+        is_anom = is_named if anomaly_spec is not None else ~is_named
+        if is_anom.all() or not is_anom.any():
+            raise UserError(f"{option} {','.join(map(str, named))} leaves no "
+                            f"{'normal' if is_anom.all() else 'anomalous'} test images to compare with")
+        classes = sorted(int(c) for c in y[is_anom].unique())
         train = ctx.data("train")
         seen = bool(torch.isin(train.labels, torch.tensor(classes)).any()) if train.labels is not None else None
         proto = {"anomalies": f"{ctx.split} images of class {','.join(map(str, classes))}",
-                 "normal": f"{ctx.split} images of the other classes", "anomaly_class_in_training": seen}
+                 "normal": f"{ctx.split} images of class {','.join(str(int(c)) for c in y[~is_anom].unique())}",
+                 "anomaly_class_in_training": seen}
         if seen:
             proto["note"] = ("the model saw the anomaly class in training; for the held-out-class protocol train on "
                              "data without it (genlab.apps.anomaly.train_held_out)")
@@ -273,6 +280,10 @@ def _anomalies(ctx: AppContext):
     xa, ya, _ = ctx.tensors(data=part)
     proto = {"anomalies": f"first {len(xa)} {'test' if other.test is not None else 'train'} images of {spec}",
              "normal": f"first {len(x)} images of the {ctx.split} split"}
+    if y is not None and len(y.unique()) > 1:  # e.g. functional and defective cells: all counted as normal here
+        proto["note"] = (f"the {ctx.split} split is labelled ({len(y.unique())} classes) and every one of its images "
+                         f"counts as normal here, labelled defects included; --normal-class C counts only class C as "
+                         f"normal")
     return x, y, xa, ya, proto
 
 
@@ -280,6 +291,8 @@ def _anomalies(ctx: AppContext):
      "anomaly detection: AUROC and AUPRC by reconstruction error or likelihood, against a PCA-reconstruction baseline",
      options=(option("--anomaly-class", metavar="C",
                      help="class number(s), e.g. 3 or 3,5: their test images are the anomalies"),
+              option("--normal-class", metavar="C",
+                     help="class number(s): their test images are normal, those of every other class the anomalies"),
               option("--anomalies", metavar="SPEC", help="a --data spec whose images are the anomalies, e.g. npz:FILE"),
               option("--score", choices=SCORES, help="score by this only (default: every one the model supports)"),
               option("--samples", type=positive_int, help="posterior draws averaged in the ELBO score (default 5)"),
@@ -289,7 +302,8 @@ def run(ctx: AppContext) -> dict:
     model = ctx.model
     x_n, y_n, x_a, y_a, proto = _anomalies(ctx)
     want = [ctx.option("score")] if ctx.option("score") else [
-        s for s in SCORES if (s == "reconstruction" and hasattr(model, "reconstruct"))
+        s for s in SCORES if (s == "reconstruction" and hasattr(model, "reconstruct")
+                              and not getattr(model, "invertible", False))
         or (s == "likelihood" and (hasattr(model, "log_prob") or hasattr(model, "elbo")))]
     if not want:
         raise UserError(f"genlab apply anomaly needs a model that can reconstruct images (`reconstruct`) or evaluate "
@@ -297,23 +311,92 @@ def run(ctx: AppContext) -> dict:
     scorers = {f"model:{s}": AnomalyScorer(model, s, ctx.option("samples", 5), ctx.batch_size, "genlab apply anomaly")
                for s in want}
     x_fit, _, _ = ctx.tensors("train", ctx.option("fit_n", 10000))
-    k = _code_size(model, x_n[:1]) or 32
+    dim = x_n[0].numel()
+    code = _code_size(model, x_n[:1])
+    k = pca_components(code, dim, len(x_fit))
     scorers["pca:reconstruction"] = PCAAnomalyScorer(k, ctx.info.range, ctx.seed).fit(x_fit)
     results, scores = {}, {}
     for name, s in scorers.items():
         scores[name] = (s.score_samples(x_n, y_n), s.score_samples(x_a, y_a))
         results[name] = detection_from_scores(*scores[name])
-    head = "model:likelihood" if "model:likelihood" in scorers else next(iter(scorers))  # the figures' score
+    model_scores = [n for n in scorers if n.startswith("model:")]
+    head = max(model_scores, key=lambda n: results[n]["auroc"])  # the figures show the model's best score
     s_n, s_a = scores[head]
     pool_x, pool_s = torch.cat([x_n, x_a]), torch.cat([s_n, s_a])
+    is_anom = torch.cat([torch.zeros(len(x_n), dtype=torch.bool), torch.ones(len(x_a), dtype=torch.bool)])
+    labels = [_label(y, len(x)) for y, x in ((y_n, x_n), (y_a, x_a))]
+    pool_y = labels[0] + labels[1]
     order = pool_s.argsort(descending=True)  # most normal first
-    m = min(16, len(order) // 2) or 1
-    figures = [ctx.save_images(torch.cat([pool_x[order[:m]], pool_x[order.flip(0)[:m]]]), "extremes.png", nrow=m),
-               _histogram(s_n, s_a, ctx.path("scores.png"), scorers[head].description)]
+    m = min(8, len(order) // 2) or 1
+    picks = torch.cat([order[:m], order.flip(0)[:m]])
+    figures = [_extremes(ctx, pool_x[picks], [pool_y[i] for i in picks], pool_s[picks], is_anom[picks], m, head),
+               _histogram(s_n, s_a, ctx.path("scores.png"), scorers[head].description),
+               _scores_csv(ctx.path("scores.csv"), pool_y, is_anom, {n: torch.cat(v) for n, v in scores.items()})]
     proto = ctx.protocol(**proto, n_normal=len(x_n), n_anomalous=len(x_a), positive="the anomalies",
-                         code_size=k, baseline=f"PCA with {scorers['pca:reconstruction'].pca.n_components_} "
-                         f"components fitted on {len(x_fit)} training images",
+                         code_size=code, baseline=f"PCA with {scorers['pca:reconstruction'].pca.n_components_} "
+                         f"components of {dim} dimensions, fitted on {len(x_fit)} training images",
                          scores={n: s.description for n, s in scorers.items()},
-                         figures=f"extremes.png: top row the {m} most normal, bottom row the {m} most anomalous "
-                                 f"test images by {head}; scores.png: histograms of the anomaly score")
+                         figures=f"extremes.png: the {m} most normal (top) and the {m} most anomalous (bottom) test "
+                                 f"images by {head}, the score with the best AUROC, each with its true class and "
+                                 f"score; scores.png: histograms of that score; scores.csv: every image's scores")
     return {"results": results, "protocol": proto, "figures": figures}
+
+
+PCA_DEFAULT = 32  # the baseline's components when the model's code gives no size
+
+
+def pca_components(code: int | None, dim: int, n_fit: int) -> int:
+    """The PCA baseline's rank: the model's code size, unless that code is no bottleneck (a flow's is the image
+    itself), then PCA_DEFAULT; always below the dimension and the fitted count, since PCA at full rank is the
+    identity and its reconstruction error is nothing but round-off."""
+    k = code if code and code < dim else PCA_DEFAULT
+    return max(1, min(k, dim - 1, n_fit - 1))
+
+
+def _label(y: torch.Tensor | None, n: int) -> list[str]:
+    return [str(int(v)) for v in y] if y is not None else ["-"] * n
+
+
+def _scores_csv(path: Path, labels: list[str], is_anom: torch.Tensor, scores: dict[str, torch.Tensor]) -> str:
+    """One row per test image: its position, true class, whether it counts as an anomaly, and each score (higher
+    = more normal)."""
+    import csv
+    import io
+
+    from ..files import atomic_write
+
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["index", "class", "anomaly", *scores])
+    for i, (lab, a) in enumerate(zip(labels, is_anom.tolist())):
+        w.writerow([i, lab, int(a), *(f"{float(s[i]):.6g}" for s in scores.values())])
+    atomic_write(path, lambda tmp: tmp.write_text(out.getvalue()))
+    return str(path)
+
+
+def _extremes(ctx: AppContext, x: torch.Tensor, labels: list[str], scores: torch.Tensor, is_anom: torch.Tensor,
+              m: int, score_name: str) -> str:
+    """Two rows of images, the most normal and the most anomalous, each titled with its true class, whether it
+    counts as an anomaly (A) or as normal (N), and its score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data import to_unit
+
+    images = to_unit(x, ctx.info).permute(0, 2, 3, 1).cpu().numpy()  # N x H x W x C
+    fig, axes = plt.subplots(2, m, figsize=(1.1 * m + 0.6, 2.8), dpi=120, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{labels[i]} {'A' if is_anom[i] else 'N'}\n{float(scores[i]):.3g}", fontsize=6,
+                         color="firebrick" if is_anom[i] else "black")
+        ax.axis("off")
+    fig.suptitle(f"most normal (top) and most anomalous (bottom) by {score_name}: class, A/N, score", fontsize=7)
+    fig.tight_layout()
+    path = ctx.path("extremes.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)

@@ -63,6 +63,8 @@ def squeeze_levels(model: str, levels: int, info, min_levels: int, top_pixels: i
 class FlowModel(SingleLoss, nn.Module):
     """What the three flows share: `self.flow` maps images to latents B x D, with log|det dz/dx| per image."""
 
+    invertible = True  # reconstruct(x) == x up to round-off: no reconstruction error to score anomalies by
+
     def __init__(self, cfg, info, prior: str = "gaussian"):
         super().__init__()
         self.cfg, self.info, self.prior = cfg, info, prior
