@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from genlab.cli import main
 from genlab.data.registry import BUILTIN
@@ -89,6 +90,20 @@ def test_reconstructions_keep_each_pair_on_one_row(vae_run, capsys, tmp_path):
     cell = (8 + 2) * upscale_for_display(8)  # an 8 px image and its 2 px gap, upscaled
     width = Image.open(tmp_path / "r.png").width
     assert round(width / cell) == 6  # 3 pairs per row: 9 pairs never split across rows
+
+
+def test_a_grid_with_row_labels_names_every_row_in_a_left_margin(tmp_path):
+    from PIL import Image
+
+    from genlab.viz import save_grid
+
+    images = torch.zeros(6, 1, 8, 8)  # 2 rows of 3 black images
+    plain = np.asarray(Image.open(save_grid(images, tmp_path / "a.png", nrow=3)))
+    named = np.asarray(Image.open(save_grid(images, tmp_path / "b.png", nrow=3, row_labels=["clean", "noisy"])))
+    margin = named.shape[1] - plain.shape[1]
+    assert margin > 20 and np.array_equal(named[:, margin:], plain)  # the grid itself is unchanged
+    half = named.shape[0] // 2
+    assert (named[:half, :margin] < 128).any() and (named[half:, :margin] < 128).any()  # text in both row bands
 
 
 def test_list_names_every_model_dataset_and_metric(capsys):

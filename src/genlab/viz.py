@@ -30,14 +30,35 @@ def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_value:
     return arr[..., 0] if c == 1 else arr
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write a grid of [0, 1] images to a PNG, upscaled by `scale` (nearest) so small images stay legible."""
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1,
+              row_labels: list[str] | None = None) -> Path:
+    """Write a grid of [0, 1] images to a PNG, upscaled by `scale` (nearest) so small images stay legible;
+    `row_labels` names each row in a margin on the left."""
     img = Image.fromarray(grid(images, nrow))
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    if row_labels:
+        img = _label_rows(img, row_labels)
     path = Path(path)
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
+
+
+def _label_rows(img: Image.Image, labels: list[str]) -> Image.Image:
+    """The grid with a white margin on its left holding each row's label, centred on the row."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    margin = 8 + max(draw.textbbox((0, 0), t, font=font)[2] for t in labels)
+    out = Image.new(img.mode, (img.width + margin, img.height), 255 if img.mode == "L" else (255, 255, 255))
+    out.paste(img, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    row_h = img.height / len(labels)
+    for i, text in enumerate(labels):
+        box = draw.textbbox((0, 0), text, font=font)
+        draw.text((4, i * row_h + (row_h - box[3]) / 2), text, fill=0 if img.mode == "L" else (0, 0, 0), font=font)
+    return out
 
 
 def upscale_for_display(side: int) -> int:

@@ -173,13 +173,15 @@ class AppContext:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return self.out_dir / name
 
-    def save_images(self, images: torch.Tensor, name: str, nrow: int | None = None) -> str:
-        """Images in the model's range -> a PNG grid in out_dir; returns its path."""
+    def save_images(self, images: torch.Tensor, name: str, nrow: int | None = None,
+                    row_labels: list[str] | None = None) -> str:
+        """Images in the model's range -> a PNG grid in out_dir, each row named when `row_labels` are given;
+        returns its path."""
         from ..data import to_unit
         from ..viz import save_grid, upscale_for_display
 
         return str(save_grid(to_unit(images, self.info), self.path(name), nrow=nrow,
-                             scale=upscale_for_display(self.info.height)))
+                             scale=upscale_for_display(self.info.height), row_labels=row_labels))
 
 
 def check(app_: App, model) -> None:

@@ -324,12 +324,13 @@ def run(ctx: AppContext) -> dict:
         x_hat = restorer.restore(c, y_arg)
         s = restoration_scores(x, c.x, x_hat, rng)
         results[f"{kind}/corrupted"], results[f"{kind}/model"] = s["corrupted"], s["restored"]
-        rows = [x[:m], c.x[:m], x_hat[:m]]
+        rows, names = [x[:m], c.x[:m], x_hat[:m]], ["clean", kind, restorer.method]
         base = classical(c)
         if base is not None:
             results[f"{kind}/{base[0]}"] = restoration_scores(x, c.x, base[1], rng)["restored"]
             rows.append(base[1][:m])
-        figures.append(ctx.save_images(torch.cat(rows), f"restore_{kind}.png", nrow=m))
+            names.append(base[0])
+        figures.append(ctx.save_images(torch.cat(rows), f"restore_{kind}.png", nrow=m, row_labels=names))
     proto = ctx.protocol(split=ctx.split, n=len(x), corruptions=kinds, levels=levels, method=restorer.method,
                          restoration=restorer.description,
                          baseline="the corrupted input itself; a 3 x 3 median filter for noise, diffusion filling "
