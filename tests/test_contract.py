@@ -71,8 +71,11 @@ def _cases():
 CASES = _cases()
 
 
-def info_for(shape) -> DataInfo:
-    return DataInfo(*shape, num_classes=NUM_CLASSES, range="01", num_train=4)  # glo: one latent per image
+def info_for(shape, name: str | None = None) -> DataInfo:
+    """The data a tiny model is built for; binary-only models (NADE, MADE) get binarised data."""
+    binary = name is not None and getattr(registry.get(name).model_cls, "binary_only", False)
+    return DataInfo(*shape, num_classes=NUM_CLASSES, range="01", num_train=4,  # glo: one latent per image
+                    binarized="dynamic" if binary else "none")
 
 
 def step_batch(model, x, y):
@@ -89,7 +92,7 @@ def batch(shape, n: int = 4, seed: int = 123):
 
 def build(name, extra, shape, seed: int = 0):
     torch.manual_seed(seed)
-    return registry.build(name, tiny_cfg(name, **extra), info_for(shape))
+    return registry.build(name, tiny_cfg(name, **extra), info_for(shape, name))
 
 
 def steppers_for(model):
