@@ -22,7 +22,8 @@ from genlab.optim import OptimConfig
 from genlab.train.optim import Stepper
 
 # explicit-density models: width = feature maps / coupling-net width, layers = network depth, depth = flow steps
-TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4, "width": 8, "layers": 2, "depth": 2}
+TINY = {"hidden": (16,), "channels": (4, 8), "latent_dim": 4, "width": 8, "layers": 2, "depth": 2, "units": 8,
+        "ais_betas": 50, "sample_steps": 10}
 NUM_CLASSES = 3
 SHAPES = [(1, 8, 8), (1, 12, 12)]  # 12 -> 6 -> 3: an odd side after two halvings
 CONV_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 7, 9)]  # last: odd and non-square

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data import to_unit
+from ..errors import UserError
 from ..optim import make_optimizer
 
 
@@ -36,6 +38,30 @@ class CycledLabels:
         if not self.conditional:
             return None
         return torch.arange(n, device=device) % self.num_classes if y is None else y.to(device)
+
+
+def require_binary(name: str, info) -> None:
+    """UserError unless the run's images are binarised (and not dequantised)."""
+    if info.binarized == "none":
+        raise UserError(f"{name} models binary images: set data.binarize=dynamic (or static)")
+    if info.dequantized:
+        raise UserError(f"{name} models binary images: turn data.dequantize off")
+
+
+class BinaryImages:
+    """Mixin for models of binary pixels (NADE, MADE, the RBM): images <-> flat 0/1 vectors."""
+
+    conditional = False
+    binary_only = True  # refuses grey or dequantised data (require_binary in __init__)
+
+    def _bits(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-range images -> their binary pixels, B x D."""
+        return (to_unit(x, self.info) > 0.5).to(x.dtype).flatten(1)
+
+    def _images(self, v: torch.Tensor) -> torch.Tensor:
+        """Values in [0, 1], B x D -> images B x C x H x W in the data range."""
+        v = v.view(len(v), *self.info.shape)
+        return v * 2 - 1 if self.info.range == "-11" else v
 
 
 @contextmanager

@@ -27,20 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_choice, check_positive
-from ..data import to_unit
 from ..errors import UserError
 from .autoregressive import AR_DEFAULTS
-from .common import SingleLoss
+from .common import BinaryImages, SingleLoss, require_binary
 from .registry import register
 
 ORDERINGS = ("raster", "random")
-
-
-def _require_binary(name: str, info) -> None:
-    if info.binarized == "none":
-        raise UserError(f"{name} models binary images: set data.binarize=dynamic (or static)")
-    if info.dequantized:
-        raise UserError(f"{name} models binary images: turn data.dequantize off")
 
 
 def _ordering(kind: str, dim: int, seed: int) -> torch.Tensor:
@@ -50,20 +42,8 @@ def _ordering(kind: str, dim: int, seed: int) -> torch.Tensor:
     return torch.randperm(dim, generator=torch.Generator().manual_seed(seed))
 
 
-class BinaryFVBN(SingleLoss):
-    """What NADE and MADE share: binary targets, the likelihood's loss, bits/dim, data-range samples."""
-
-    conditional = False
-    binary_only = True  # refuses grey or dequantised data
-
-    def _bits(self, x: torch.Tensor) -> torch.Tensor:
-        """Data-range images -> their binary pixels, B x D."""
-        return (to_unit(x, self.info) > 0.5).to(x.dtype).flatten(1)
-
-    def _images(self, v: torch.Tensor) -> torch.Tensor:
-        """Binary pixels B x D -> images in the data range."""
-        v = v.view(len(v), *self.info.shape)
-        return v * 2 - 1 if self.info.range == "-11" else v
+class BinaryFVBN(BinaryImages, SingleLoss):
+    """What NADE and MADE share: the likelihood's loss in nats and bits/dim."""
 
     def losses(self, x, y=None):
         nll = -self.log_prob(x).mean()
@@ -93,7 +73,7 @@ class NADE(BinaryFVBN, nn.Module):
 
     def __init__(self, cfg: NADEConfig, info):
         super().__init__()
-        _require_binary("nade", info)
+        require_binary("nade", info)
         self.cfg, self.info = cfg, info
         d, h = info.dim, cfg.units
         self.register_buffer("order", _ordering(cfg.ordering, d, cfg.order_seed), persistent=False)
@@ -164,7 +144,7 @@ class MADE(BinaryFVBN, nn.Module):
 
     def __init__(self, cfg: MADEConfig, info):
         super().__init__()
-        _require_binary("made", info)
+        require_binary("made", info)
         self.cfg, self.info = cfg, info
         d = info.dim
         sizes = [d, *cfg.hidden, d]
