@@ -481,3 +481,30 @@ def test_vae_health_warns_of_posterior_collapse_only_when_few_dimensions_are_act
     model.losses(x)
     assert model.health() is None
 
+
+def test_the_perceptual_loss_compares_fixed_feature_maps_of_the_shipped_classifier():
+    from genlab.models.classifier import PerceptualDistance
+
+    d = PerceptualDistance((1, 28, 28))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 28, 28, generator=g)
+    assert torch.equal(d(x, x), torch.zeros(3))  # zero for identical images
+    shifted = torch.roll(x, 1, dims=3)
+    noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert (d(x, shifted) > 0).all() and (d(x, noisy) > 0).all()
+    # the maps are the two conv stages' (32 x 28 x 28, 64 x 14 x 14), and they are the shipped network's own
+    assert [tuple(m.shape[1:]) for m in d.net.feature_maps(x)] == [(32, 28, 28), (64, 14, 14)]
+    assert not any(p.requires_grad for p in d.net.parameters())
+    with pytest.raises(UserError, match="take 1x28x28 images; these are 1x8x8"):
+        PerceptualDistance((1, 8, 8))
+
+
+def test_an_autoencoder_trains_on_the_perceptual_loss_without_owning_the_network():
+    cfg = AEConfig(arch="conv", channels=(4, 8), hidden=(), latent_dim=4, loss="perceptual")
+    model = registry.build("ae", cfg, DataInfo(1, 28, 28))
+    x = torch.rand(2, 1, 28, 28)
+    out = model.losses(x)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in model.parameters())
+    assert not any(k.startswith(("perceptual", "net")) for k in model.state_dict())  # not saved with the AE
+

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, unknown
+from ..models.classifier import SHIPPED
 from ..progress import track
 
-SHIPPED_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "mnist_classifier"
 INCEPTION_SIDE = 299
 
 
@@ -165,7 +165,7 @@ def get_extractor(spec: str = "domain", device: str | torch.device = "cpu", prec
     elif kind == "domain":
         from ..run import load_model
 
-        run_dir = Path(arg).expanduser() if arg else SHIPPED_CLASSIFIER
+        run_dir = Path(arg).expanduser() if arg else SHIPPED
         model, cfg = load_model(run_dir, device=str(device))
         if cfg.model != "classifier":
             raise UserError(f"'{run_dir}' holds a {cfg.model}, not a classifier (genlab train classifier --data SRC)")

@@ -7,7 +7,8 @@
     linear          f, g linear, squared error: g spans the top principal subspace       (Baldi & Hornik 1989)
 
 The reconstruction error is binary cross-entropy for [0, 1] data or squared error (`loss`), summed over
-pixels and averaged over the batch.
+pixels and averaged over the batch; or the perceptual distance in a fixed classifier's feature maps
+(`loss=perceptual`, models/classifier.py).
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from torch import nn
 
 from ..config import check_choice, check_positive
 from ..data.corruptions import CORRUPTIONS, corrupt
+from ..data.transforms import as_unit
 from ..errors import UserError, unknown
 from ..losses import bernoulli_nll, output_link, squared_error
 from ..nn import Decoder, Encoder
+from .classifier import PerceptualDistance
 from .common import SingleLoss
 from .registry import register
 
 ARCHS = ("mlp", "conv")
-LOSSES = ("auto", "bce", "mse")
+LOSSES = ("auto", "bce", "mse", "perceptual")
 
 
 @dataclass
@@ -34,7 +37,9 @@ class AEConfig:
     hidden: tuple[int, ...] = (512, 256)  # MLP widths (conv: widths after the conv stack)
     channels: tuple[int, ...] = (32, 64)  # conv widths, one stride-2 layer each
     latent_dim: int = 32
-    loss: str = "auto"  # auto (bce on [0,1] data, else mse) | bce | mse
+    # auto (bce on [0,1] data, else mse) | bce | mse | perceptual (distances in the shipped MNIST classifier's
+    # feature maps, Johnson et al. 2016: 1x28x28 images only)
+    loss: str = "auto"
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ARCHS)
@@ -53,6 +58,7 @@ class AutoEncoder(SingleLoss, nn.Module):
         if cfg.loss == "bce" and info.range != "01":
             raise UserError("model.loss=bce needs data in [0, 1]: use --set data.range=01 or model.loss=mse")
         self.loss_kind = cfg.loss if cfg.loss != "auto" else ("bce" if info.range == "01" else "mse")
+        self.perceptual = PerceptualDistance(info.shape) if self.loss_kind == "perceptual" else None
         self.encoder, self.to_code = self.build_encoder(cfg, info)
         self.decoder = Decoder(info.shape, cfg.arch, cfg.hidden, cfg.channels, cfg.latent_dim)
         self.link = output_link(info.range)
@@ -80,6 +86,8 @@ class AutoEncoder(SingleLoss, nn.Module):
         """Per-image reconstruction error of decoder pre-activations against clean x; -> B."""
         if self.loss_kind == "bce":
             return bernoulli_nll(logits, x)
+        if self.perceptual is not None:
+            return self.perceptual(as_unit(self.link(logits), self.info.range), as_unit(x, self.info.range))
         return squared_error(self.link(logits), x)
 
     def regularizer(self, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,17 +5,23 @@ on the data it judges); its softmax gives the Inception Score and the class hist
 
     conv3x3(c1) - conv3x3(c1) - maxpool2 - conv3x3(c2) - conv3x3(c2) - maxpool2 - fc(features) - fc(classes)
     trained with cross-entropy, on images shifted by up to `shift` pixels (zero fill) for robustness.
+
+The copy trained on MNIST ships in genlab/assets/mnist_classifier; its feature maps also give the autoencoders'
+perceptual loss (`PerceptualDistance`, `model.loss=perceptual`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_positive
+from ..config import check_positive, from_dict
+from ..data import DataInfo
 from ..errors import UserError
+from ..files import load_module_state, read_json
 from ..nn import conv_sizes
 from .common import SingleLoss
 from .registry import register
@@ -77,6 +83,18 @@ class Classifier(SingleLoss, nn.Module):
         """x: B x C x H x W -> penultimate features B x features."""
         return self.fc(self.body(x))
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each conv stage's second ReLU (c1 x H x W, c2 x H/2 x W/2): the layers a
+        perceptual loss compares."""
+        maps, relus = [], 0
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                relus += 1
+                if relus % 2 == 0:
+                    maps.append(x)
+        return maps
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x)))
 
@@ -92,3 +110,41 @@ class Classifier(SingleLoss, nn.Module):
         loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         error = (logits.argmax(1) != y).float().mean()
         return {"loss": loss, "error": error}
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "mnist_classifier"  # ships in the package
+
+
+def shipped_classifier() -> Classifier:
+    """genlab's MNIST classifier (1 x 28 x 28 in [0, 1]) from the package's own files, frozen, in eval mode."""
+    saved = read_json(SHIPPED / "config.json")
+    cfg = from_dict(ClassifierConfig, {k: v for k, v in saved["model"].items() if k != "name"}, "model")
+    with torch.device("cpu"):  # real tensors even while a model that uses it is sized on the meta device
+        net = Classifier(cfg, DataInfo(**saved["info"]))
+    load_module_state(net, SHIPPED / "model.safetensors")
+    return net.eval().requires_grad_(False)
+
+
+class PerceptualDistance:
+    """Johnson et al. (2016)'s feature reconstruction loss in the shipped MNIST classifier's feature maps:
+
+        d(a, b) = sum_l ||phi_l(a) - phi_l(b)||^2 / (C_l H_l W_l)        per image, images in [0, 1]
+
+    The network is fixed and kept outside the model's parameters (not trained, not saved with the weights)."""
+
+    shape = (1, 28, 28)
+
+    def __init__(self, shape: tuple[int, int, int]):
+        if tuple(shape) != self.shape:
+            raise UserError(f"model.loss=perceptual compares images in the shipped MNIST classifier's features, "
+                            f"which take 1x28x28 images; these are {'x'.join(map(str, shape))}")
+        self.net = shipped_classifier()
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a, b: B x 1 x 28 x 28 in [0, 1] -> B."""
+        if next(self.net.parameters()).device != a.device:
+            self.net.to(a.device)
+        total = a.new_zeros(len(a))
+        for fa, fb in zip(self.net.feature_maps(a), self.net.feature_maps(b)):
+            total = total + (fa - fb).pow(2).flatten(1).mean(1)
+        return total
