@@ -508,3 +508,19 @@ def test_an_autoencoder_trains_on_the_perceptual_loss_without_owning_the_network
     assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in model.parameters())
     assert not any(k.startswith(("perceptual", "net")) for k in model.state_dict())  # not saved with the AE
 
+
+@pytest.mark.parametrize("shape, arch, widths", [((1, 28, 28), "mlp", ()), ((3, 32, 32), "conv", (32, 64, 128)),
+                                                 ((1, 64, 64), "conv", (32, 64, 128, 256))])
+def test_vae_defaults_are_sized_to_the_images(shape, arch, widths):
+    """arch=auto and channels=() give MNIST the MLP, and 32-64 px images a conv stack down to 4 x 4 before the
+    dense layer (64 px used to flatten 16 x 16 x 64 into it: 8.4 M weights in one layer)."""
+    from genlab.nn.blocks import conv_plan
+
+    cfg = registry.get("vae").config_cls()
+    assert conv_plan(shape, cfg.arch, cfg.channels) == (arch, widths)
+    model = registry.build("vae", cfg, DataInfo(*shape))
+    biggest = max(p.numel() for p in model.parameters())
+    assert biggest <= 4096 * 512 if arch == "conv" else True
+    x = torch.rand(2, *shape)
+    assert model.reconstruct(x).shape == x.shape
+

@@ -35,7 +35,7 @@ LOSSES = ("auto", "bce", "mse", "perceptual")
 class AEConfig:
     arch: str = "mlp"  # mlp | conv
     hidden: tuple[int, ...] = (512, 256)  # MLP widths (conv: widths after the conv stack)
-    channels: tuple[int, ...] = (32, 64)  # conv widths, one stride-2 layer each
+    channels: tuple[int, ...] = ()  # conv widths, one stride-2 layer each; () = sized to the image (nn/blocks.py)
     latent_dim: int = 32
     # auto (bce on [0,1] data, else mse) | bce | mse | perceptual (distances in the shipped MNIST classifier's
     # feature maps, Johnson et al. 2016: 1x28x28 images only)
@@ -45,8 +45,6 @@ class AEConfig:
         check_choice("model.arch", self.arch, ARCHS)
         check_choice("model.loss", self.loss, LOSSES)
         check_positive("model.latent_dim", self.latent_dim)
-        if self.arch == "conv" and not self.channels:
-            raise UserError("model.channels must name at least one width for arch=conv")
 
 
 class AutoEncoder(SingleLoss, nn.Module):

@@ -30,16 +30,16 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 @dataclass
 class VAEConfig:
-    arch: str = "mlp"  # mlp | conv
+    arch: str = "auto"  # mlp | conv | auto (conv for images of 32 px and more)
     hidden: tuple[int, ...] = (512,)
-    channels: tuple[int, ...] = (32, 64)
+    channels: tuple[int, ...] = ()  # conv widths; () = sized to the image (28 px: 32, 64; 64 px: 32 ... 256)
     latent_dim: int = 16
     likelihood: str = "bernoulli"  # bernoulli | gaussian
     sigma: float = 0.0  # gaussian std; 0 = one learned scalar
     beta: float = 1.0  # weight of the KL term (beta-VAE)
 
     def validate(self) -> None:
-        check_choice("model.arch", self.arch, ("mlp", "conv"))
+        check_choice("model.arch", self.arch, ("mlp", "conv", "auto"))
         check_choice("model.likelihood", self.likelihood, LIKELIHOODS)
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.sigma", self.sigma, allow_zero=True)

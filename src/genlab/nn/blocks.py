@@ -4,6 +4,10 @@
 - Conv: 3x3 stride-2 convolutions, each halving the side with ceiling (28 -> 14 -> 7 -> 4); the decoder
   mirrors them with 3x3 stride-2 transposed convolutions whose output_padding restores the exact sizes
   (4 -> 7 -> 14 -> 28), so no size needs special-casing.
+
+Sized to the data: `channels=()` asks for as many stages as bring both sides to 7 or less (widths 32, 64, ...,
+at most 256): 28 px gets (32, 64), 32 px (32, 64, 128), 64 px (32, 64, 128, 256), so that no image size ends in a
+huge dense layer; `arch="auto"` picks conv for images of 32 px and more, the MLP below.
 """
 from __future__ import annotations
 
@@ -31,6 +35,25 @@ def conv_sizes(side: int, n: int) -> list[int]:
     return sizes
 
 
+AUTO_CONV_SIDE = 32  # arch=auto: conv from this side on
+CONV_TARGET_SIDE = 7  # channels=(): stages are added until both sides are at most this
+FIRST_WIDTH, MAX_WIDTH = 32, 256
+
+
+def conv_plan(shape: tuple[int, int, int], arch: str, channels: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """(arch, channels) with "auto" and () resolved for images of `shape` (see the module docstring)."""
+    _, h, w = shape
+    if arch == "auto":
+        arch = "conv" if min(h, w) >= AUTO_CONV_SIDE else "mlp"
+    if arch == "conv" and not channels:
+        widths = []
+        while max(h, w) > CONV_TARGET_SIDE or not widths:
+            widths.append(min(MAX_WIDTH, FIRST_WIDTH * 2 ** len(widths)))
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        channels = tuple(widths)
+    return arch, channels
+
+
 class Encoder(nn.Module):
     """x: B x C x H x W -> features: B x out_features (the last hidden layer, activated)."""
 
@@ -38,6 +61,7 @@ class Encoder(nn.Module):
                  act: type[nn.Module] = nn.ReLU):
         super().__init__()
         c, h, w = shape
+        arch, channels = conv_plan(shape, arch, channels)
         if arch == "mlp":
             self.body = nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden], act, last_act=True))
             self.out_features = hidden[-1] if hidden else c * h * w
@@ -65,6 +89,7 @@ class Decoder(nn.Module):
         super().__init__()
         c, h, w = shape
         self.shape = shape
+        arch, channels = conv_plan(shape, arch, channels)
         if arch == "mlp":
             self.body = mlp([in_dim, *reversed(hidden), c * h * w], act)
             return
