@@ -181,6 +181,7 @@ def _bad_idx(folder):
     (["train", "vae", "--data", "digits", "--set", "train.device=mps"], "not on mps"),
     (["train", "vae", "--data", "digits", "--set", "data.resize=1000000"], "data.resize=1000000"),
     (["train", "vae", "--data", "digits", "--set", "model.latent_dim=" + "9" * 5000], "(5,002 characters)"),
+    (["train", "vae", "--data", "digits", "--set", "model.hidden=" + "9" * 50], "expects an integer below 2^63"),
     (["sample", "{run}", "-n", "1000000000"], "-n 1000000000 (1,000,000,000 images of 1 x 8 x 8) needs"),
     (["sample", "{run}", "--seed", "-1"], "--seed: expected a whole number in [0, 2^63)"),
     (["eval", "{run}", "--metrics", "nll", "--iwae-k", "1000000000"], "use at most 100,000"),

@@ -35,6 +35,27 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _whole(value: Any, where: str) -> int:
+    """An integer setting: exact for whole-number text (float() would round it), and within 64 bits, the most any
+    size, count or seed can use."""
+    if isinstance(value, int):
+        v = value
+    else:
+        try:
+            v = int(str(value).strip())
+        except ValueError:
+            try:
+                f = float(value)
+            except (TypeError, ValueError, OverflowError):
+                raise UserError(f"{where} expects an integer, got {_show(value)}") from None
+            if not math.isfinite(f) or f != int(f):
+                raise UserError(f"{where} expects an integer, got {_show(value)}") from None
+            v = int(f)
+    if abs(v) >= 2**63:
+        raise UserError(f"{where} expects an integer below 2^63, got {_show(value)}")
+    return v
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a JSON/TOML/CLI value to the field type `tp`, or raise UserError."""
     origin = typing.get_origin(tp)
@@ -73,19 +94,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise UserError(f"{where} expects an integer, got {_show(value)}")
-        if isinstance(value, int):
-            return value
-        try:
-            return int(str(value).strip())  # exact, where float() would round large whole numbers
-        except ValueError:
-            pass
-        try:
-            f = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise UserError(f"{where} expects an integer, got {_show(value)}") from None
-        if not math.isfinite(f) or f != int(f):
-            raise UserError(f"{where} expects an integer, got {_show(value)}")
-        return int(f)
+        return _whole(value, where)
     if tp is float:
         try:
             return float(value)

@@ -74,7 +74,12 @@ def read_json(path: Path) -> dict:
 
 
 def load_module_state(module: torch.nn.Module, path: Path) -> None:
+    """Load weights into `module`; refused when they do not fit it or hold NaN or infinite values (no run
+    genlab saves does: a damaged file)."""
     state = load_tensors(path)
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise UserError(f"'{path}' holds NaN or infinite values in {bad}: the file is damaged; it was not loaded")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
