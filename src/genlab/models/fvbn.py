@@ -46,7 +46,9 @@ class BinaryFVBN(BinaryImages, SingleLoss):
     """What NADE and MADE share: the likelihood's loss in nats and bits/dim."""
 
     def losses(self, x, y=None):
-        nll = -self.log_prob(x).mean()
+        return self._terms(-self.log_prob(x).mean())
+
+    def _terms(self, nll: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": nll, "bits_per_dim": nll / (self.info.dim * math.log(2))}
 
 
@@ -181,8 +183,7 @@ class MADE(BinaryFVBN, nn.Module):
         k = int(self.next_mask)  # training: one mask per batch, in turn
         self.next_mask.fill_((k + 1) % self.cfg.masks)
         v = self._bits(x)
-        nll = -bernoulli_log_prob(self.conditional_logits(v, k), v).mean()
-        return {"loss": nll, "bits_per_dim": nll / (self.info.dim * math.log(2))}
+        return self._terms(-bernoulli_log_prob(self.conditional_logits(v, k), v).mean())
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
