@@ -44,7 +44,7 @@ def test_every_model_trains_with_defaults_on_every_builtin_dataset(tmp_path, cap
                              *([] if grid else ["--set", "train.samples=0"]))
     assert code == 0, err
     assert f"trained {model} for 2 steps" in out
-    shows = grid and any(hasattr(registry.get(model).model_cls, c) for c in ("sample", "reconstruct"))
+    shows = grid and any(hasattr(registry.get(model).model_cls, c) for c in ("sample", "reconstruct", "translate"))
     assert (tmp_path / "samples" / "epoch_0001.png").is_file() == shows
 
 

@@ -232,7 +232,7 @@ def outputs(model, x, a) -> dict[str, torch.Tensor]:
     if hasattr(model, "encode"):
         out["encode"] = model.encode(x, *a)
         out["decode"] = model.decode(out["encode"], *a)
-    for fn in ("reconstruct", "features", "logits", "critic", "log_prob"):
+    for fn in ("reconstruct", "translate", "features", "logits", "critic", "log_prob"):
         if hasattr(model, fn):
             out[fn] = getattr(model, fn)(x, *a)
     if hasattr(model, "sample"):

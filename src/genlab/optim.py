@@ -18,7 +18,7 @@ OPTIMIZERS = {
     "sgd": torch.optim.SGD,
     "rmsprop": torch.optim.RMSprop,
 }
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "half-linear")
 
 
 @dataclass
@@ -29,7 +29,9 @@ class OptimConfig:
     beta2: float = 0.999  # Adam's second-moment decay
     weight_decay: float = 0.0  # L2 penalty (adamw: decoupled decay)
     momentum: float = 0.0  # sgd / rmsprop
-    schedule: str = "constant"  # constant | cosine | linear (decay to 0 over the run, after warmup)
+    # constant | cosine | linear (decay to 0 over the run, after warmup) | half-linear (constant for the first half,
+    # then linear decay to 0: pix2pix, CycleGAN)
+    schedule: str = "constant"
     warmup_steps: int = 0  # linear ramp of the rate from 0 over these steps
     grad_clip: float = 0.0  # max global grad norm; 0 = off
 

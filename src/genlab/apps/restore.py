@@ -12,9 +12,13 @@ Corruptions (`genlab.data.corruptions`, plus colourisation), x in the model's ra
     block        one square of side level * min(H, W) set to lo      known: m
     half         the bottom half set to lo                           known: m (the top rows)
     gray         x~ = mean_c(x), repeated on every channel           known: the channel mean g (colour data only)
+    edges        x~ = the Sobel edge map of x (hi on edges)           nothing of x is known exactly
+    blur         x~ = x * Gaussian(sigma = level * side)              nothing is known exactly
+    downsample   x~ = bicubic(area-shrink(x, 1 - level))              nothing is known exactly (4x at level 0.75)
 
 Restoration by a model, R the model's map of images to images:
-    reconstruct  R(x) = model.reconstruct(x): an autoencoder, denoising AE or VAE maps x~ through itself
+    reconstruct  R(x) = model.reconstruct(x): an autoencoder, denoising AE or VAE maps x~ through itself;
+                 an image-to-image model translates it, R(x) = model.translate(x) (pix2pix trained on the kind)
     shrink       R(x) = decode(T * encode(x)), T < 1: a flow (encode is a bijection, so reconstruct is the
                  identity) pulled towards the mode of its prior
     complete     x^ = model.complete(x~, H/2): PixelCNN-type models draw the missing bottom half from
@@ -29,8 +33,8 @@ applied again, `rounds` times (a fixed-point iteration, x^(0) = x~):
 Noise has nothing to project on: x^ = R(x~).
 
 The classical baselines: a 3 x 3 median filter for noise; harmonic (diffusion) filling of the unknown pixels
-for masks, each repeatedly set to the mean of its 4 neighbours, known pixels fixed; none for colourisation
-(the gray input is the baseline). Scores are on pixels in [0, 1]: MSE per pixel, PSNR (dB, capped at 100) and
+for masks, each repeatedly set to the mean of its 4 neighbours, known pixels fixed; none beyond the input itself
+for colourisation (the gray image), blur, edges and downsampling (the input is the bicubic upsampling). Scores are on pixels in [0, 1]: MSE per pixel, PSNR (dB, capped at 100) and
 SSIM per image averaged over images; gain = restored minus corrupted, zero for a model that returns its input.
 """
 from __future__ import annotations
@@ -40,16 +44,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.corruptions import corrupt
+from ..data.corruptions import LEVELS, corrupt
 from ..data.transforms import RANGES
 from ..errors import UserError, unknown
 from .reduce import PSNR_CAP_DB, reconstruction_scores
 from .registry import AppContext, app, label_args, model_device, model_name, option, positive_int
 
-KINDS = ("gaussian", "salt_pepper", "mask", "block", "half", "gray")
+KINDS = ("gaussian", "salt_pepper", "mask", "block", "half", "gray", "edges", "blur", "downsample")
 NOISES = ("gaussian", "salt_pepper")
 MASKS = ("mask", "block", "half")
-LEVELS = {"gaussian": 0.3, "salt_pepper": 0.1, "mask": 0.3, "block": 0.4, "half": 0.0, "gray": 0.0}
+LOSSY = ("edges", "blur", "downsample")  # measured when asked, or when the model was trained on one (pix2pix)
 METHODS = ("auto", "reconstruct", "shrink", "complete", "diffuse")
 
 
@@ -163,15 +167,17 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
             method = "complete"
         elif hasattr(model, "log_prob") and hasattr(model, "encode") and hasattr(model, "decode"):
             method = "shrink"  # a flow: its reconstruction is exact, so restore through its prior
-        elif hasattr(model, "reconstruct") or (hasattr(model, "encode") and hasattr(model, "decode")):
+        elif any(hasattr(model, c) for c in ("reconstruct", "translate")) or (hasattr(model, "encode")
+                                                                              and hasattr(model, "decode")):
             method = "reconstruct"
         else:
-            raise UserError(f"restoration needs a model that can reconstruct images (`reconstruct`), complete them "
-                            f"(`complete`) or encode and decode them, and '{name}' can do none of these")
+            raise UserError(f"restoration needs a model that can reconstruct images (`reconstruct`), translate "
+                            f"them (`translate`), complete them (`complete`) or encode and decode them, and '{name}' "
+                            f"can do none of these")
     need = {"complete": ("complete",), "shrink": ("encode", "decode"), "reconstruct": (),
             "diffuse": ("posterior_sample",)}[method]
     missing = [c for c in need if not hasattr(model, c)]
-    if method == "reconstruct" and not (hasattr(model, "reconstruct") or
+    if method == "reconstruct" and not (hasattr(model, "reconstruct") or hasattr(model, "translate") or
                                         (hasattr(model, "encode") and hasattr(model, "decode"))):
         missing = ["reconstruct"]
     if missing:
@@ -179,9 +185,9 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
     if method == "complete" and kind is not None and kind != "half":
         raise UserError(f"'{name}' restores by completing the bottom of an image (`complete`), which fits the "
                         f"half corruption only, not {kind}")
-    if method == "diffuse" and kind == "salt_pepper":
+    if method == "diffuse" and kind in ("salt_pepper", *LOSSY):
         raise UserError(f"'{name}' restores through its noise process, which knows Gaussian noise, masks and gray "
-                        f"images but not salt-and-pepper noise")
+                        f"images but not {kind.replace('_', '-')}")
     return method
 
 
@@ -212,12 +218,15 @@ class Restorer:
                                                                   else ", one draw"))
         if self.method == "shrink":
             return f"decode({self.temperature:g} * encode(x)), the known pixels pasted back, {self.rounds} rounds"
-        return f"model.reconstruct, projected onto what is known after each of {self.rounds} rounds (masks, gray)"
+        fn = "translate" if hasattr(self.model, "translate") else "reconstruct"
+        return f"model.{fn}, projected onto what is known after each of {self.rounds} rounds (masks, gray)"
 
     def _map(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         m, lab = self.model, label_args(self.model, y)
         if self.method == "shrink":
             return m.decode(self.temperature * m.encode(x, *lab), *lab)
+        if hasattr(m, "translate"):
+            return m.translate(x)
         if hasattr(m, "reconstruct"):
             return m.reconstruct(x, *lab)
         return m.decode(m.encode(x, *lab), *lab)
@@ -280,10 +289,12 @@ def _kinds(ctx: AppContext) -> list[str]:
     colour = ctx.info.channels > 1
     if spec is None:
         if hasattr(ctx.model, "posterior_sample"):
-            return [k for k in KINDS if k != "salt_pepper" and (k != "gray" or colour)]
+            return [k for k in KINDS if k not in ("salt_pepper", *LOSSY) and (k != "gray" or colour)]
         if hasattr(ctx.model, "complete"):
             return ["half"]
-        return [k for k in KINDS if k != "gray" or colour]
+        cfg = getattr(ctx.model, "cfg", None)
+        trained = getattr(cfg, "noise", None) or getattr(cfg, "pair", None)  # what a denoiser or pix2pix learnt
+        return [k for k in KINDS if (k not in LOSSY or k == trained) and (k != "gray" or colour)]
     kinds = [k.strip() for k in str(spec).split(",") if k.strip()]
     for k in kinds:
         if k not in KINDS:
@@ -341,6 +352,8 @@ def run(ctx: AppContext) -> dict:
     cfg = getattr(model, "cfg", None)
     if getattr(cfg, "noise", None) is not None:
         proto["trained_for"] = f"{cfg.noise} at level {cfg.level:g} (a denoising autoencoder)"
+    if getattr(cfg, "pair", None) is not None:
+        proto["trained_for"] = f"{cfg.pair} at level {model.level:g} (an image-to-image model's input)"
     if ctx.info.channels == 1:
         proto["colourisation"] = "not measured: the data have one channel (MNIST has no colour)"
     return {"results": results, "protocol": proto, "figures": figures}

@@ -1,13 +1,17 @@
-"""Corruptions for denoising and inpainting: x in [lo, hi] -> corrupted x of the same shape.
+"""Corruptions for denoising, inpainting, colourisation and the inputs of image-to-image models: x in [lo, hi] ->
+corrupted x of the same shape.
 
-`level` is each corruption's one knob: the noise std (as a fraction of the range), the fraction of
-pixels hit, or the side of the masked block (as a fraction of the image side).
+`level` is each corruption's one knob, in [0, 1]: the noise std (as a fraction of the range), the fraction of
+pixels hit, the side of the masked block (as a fraction of the image side), the edge threshold, the blur's
+sigma (as a fraction of the image side), or the fraction of the resolution lost by downsampling. `LEVELS`
+holds each one's default.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import unknown
 
@@ -60,6 +64,46 @@ def grayscale(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Gene
     return x + level * (x.mean(1, keepdim=True) - x)
 
 
+SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4  # a 0 -> 1 step gives 1
+
+
+def edges(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """An edge map (the input of pix2pix's edges -> image task): hi where the Sobel gradient magnitude of the
+    grey image, on [0, 1] pixels, exceeds `level`, lo elsewhere; the same map on every channel."""
+    b, c, h, w = x.shape
+    grey = ((x - lo) / (hi - lo)).mean(1, keepdim=True)  # B x 1 x H x W in [0, 1]
+    kernels = torch.stack([SOBEL, SOBEL.T])[:, None].to(x)  # 2 x 1 x 3 x 3: d/dx, d/dy
+    grad = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)  # B x 2 x H x W
+    edge = grad.pow(2).sum(1, keepdim=True).sqrt() > level
+    return torch.where(edge, hi, lo).to(x.dtype).expand(b, c, h, w).contiguous()
+
+
+def blur(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian blur of standard deviation sigma = level * min(H, W) pixels (replicated borders; the kernel
+    reaches 3 sigma); level 0 leaves the image."""
+    b, c, h, w = x.shape
+    sigma = level * min(h, w)
+    if sigma <= 0:
+        return x.clone()
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()  # 2r + 1 taps
+    v = F.pad(x.reshape(b * c, 1, h, w), (r, r, r, r), mode="replicate")
+    v = F.conv2d(F.conv2d(v, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))  # separable: rows, then columns
+    return v.view(b, c, h, w)
+
+
+def downsample(x: torch.Tensor, level: float, lo: float, hi: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """Resolution lost (the input of super-resolution): the image shrunk to (1 - level) of its side by area
+    averaging, then brought back to its size by bicubic interpolation (clipped to the range): level 0.75 is
+    4x super-resolution, and this input is also the classical baseline, bicubic upsampling."""
+    h, w = x.shape[-2:]
+    small = (max(1, round((1 - level) * h)), max(1, round((1 - level) * w)))
+    low = F.interpolate(x, size=small, mode="area")
+    return F.interpolate(low, size=(h, w), mode="bicubic", align_corners=False).clamp(lo, hi)
+
+
 CORRUPTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "gaussian": gaussian,
     "salt_pepper": salt_pepper,
@@ -67,7 +111,13 @@ CORRUPTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "block": block_mask,
     "half": half_mask,
     "gray": grayscale,
+    "edges": edges,
+    "blur": blur,
+    "downsample": downsample,
 }
+# each corruption's default level (half has no knob; gray's 1 drains all the colour)
+LEVELS = {"gaussian": 0.3, "salt_pepper": 0.1, "mask": 0.3, "block": 0.4, "half": 0.0, "gray": 1.0, "edges": 0.25,
+          "blur": 0.05, "downsample": 0.75}
 
 
 def corrupt(name: str, x: torch.Tensor, level: float, range_: str, g: torch.Generator | None = None) -> torch.Tensor:

@@ -22,8 +22,12 @@ def lr_factor(cfg: OptimConfig, step: int, total: int) -> float:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant" or total <= cfg.warmup_steps:
         return 1.0
-    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else max(0.0, 1 - t)
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)  # 0 -> 1 over the steps after warmup
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "half-linear":
+        return min(1.0, 2 * (1 - t))
+    return max(0.0, 1 - t)
 
 
 class Stepper:

@@ -280,8 +280,16 @@ class Trainer:
         was_training = model.training
         model.eval()
         g = torch.Generator(self.device).manual_seed(self.cfg.seed)
+        nrow = None
         if hasattr(model, "sample"):
             images = model.sample(self.cfg.samples, generator=g)
+        elif hasattr(model, "translate"):  # image-to-image models: input, output and target in columns of 3
+            k = max(1, self.cfg.samples // 3)
+            ref = self.test if self.test is not None else self.loader.data
+            b, _ = Batches(ref.subset(k), self.pipeline, k, shuffle=False, device=self.device).batch(torch.arange(k), 0)
+            a = model.make_input(b, g)
+            images = torch.stack([a, model.translate(a), b], 1).flatten(0, 1)
+            nrow = 3 * max(1, round((k / 3) ** 0.5))  # about as many rows as columns
         elif hasattr(model, "reconstruct"):
             ref = self.test if self.test is not None else self.loader.data
             x, y = Batches(ref.subset(self.cfg.samples // 2), self.pipeline, self.cfg.samples // 2,
@@ -294,7 +302,7 @@ class Trainer:
         from ..viz import save_grid, upscale_for_display
 
         images = to_unit(images.float(), self.info)
-        path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png",
+        path = save_grid(images, self.out / "samples" / f"epoch_{epoch:04d}.png", nrow=nrow,
                          scale=upscale_for_display(self.info.height))
         if hasattr(model, "figures"):  # a model's own figures, e.g. InfoGAN's code sweeps
             model.figures(self.out / "samples", generator=torch.Generator(self.device).manual_seed(self.cfg.seed))
