@@ -1,22 +1,23 @@
 """pix2pix and its pieces: the U-Net's shapes, the PatchGAN's grid and receptive field, the pair corruptions,
-the half-linear schedule, training that learns a translation, and the restore application on a pix2pix run."""
+the half-linear schedule, training that learns a translation, `genlab translate`, and the restore application on a
+pix2pix run."""
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from apps_common import run_cli  # tests/ is on sys.path
 
+from genlab.cli import main
 from genlab.data import DataInfo
 from genlab.data.corruptions import blur, downsample, edges
 from genlab.errors import UserError
 from genlab.models import registry
-from genlab.nn.image2image import PatchDiscriminator, UNetGenerator, auto_patch_layers, patch_grid, \
-    patch_receptive_field
+from genlab.nn.image2image import (PatchDiscriminator, UNetGenerator, auto_patch_layers, patch_grid,
+                                   patch_receptive_field)
 from genlab.optim import OptimConfig
 from genlab.train.optim import Stepper, lr_factor
-
-from apps_common import run_cli  # tests/ is on sys.path
 
 
 @pytest.mark.parametrize("side, levels", [(28, 5), (32, 5), (64, 6)])
@@ -162,16 +163,43 @@ def test_pix2pix_learns_to_deblur():
     assert mine < 0.6 * given, (float(mine), float(given))
 
 
-def test_restore_measures_a_pix2pix_run_on_its_own_corruption(tmp_path, capsys):
-    run = tmp_path / "p2p"
-    code, out, err = run_cli(capsys, "train", "pix2pix", "--data", "digits", "--limit", "128", "--epochs", "1",
-                             "--set", "model.pair=blur", "--set", "model.width=8", "--set", "train.eval_images=64",
-                             "--out", run, "--quiet")
+@pytest.fixture(scope="module")
+def blur_run(tmp_path_factory):
+    """pix2pix trained for one epoch on 128 digits to undo blur."""
+    run = tmp_path_factory.mktemp("p2p")
+    assert main(["train", "pix2pix", "--data", "digits", "--limit", "128", "--epochs", "1", "--set", "model.pair=blur",
+                 "--set", "model.width=8", "--set", "train.eval_images=64", "--out", str(run), "--quiet"]) == 0
+    return run
+
+
+def test_restore_measures_a_pix2pix_run_on_its_own_corruption(blur_run, capsys):
+    assert (blur_run / "samples" / "epoch_0001.png").is_file()  # inputs, outputs and targets
+    code, out, err = run_cli(capsys, "apply", "restore", blur_run, "--n", "40")
     assert code == 0, err
-    assert (run / "samples" / "epoch_0001.png").is_file()
-    code, out, err = run_cli(capsys, "apply", "restore", run, "--n", "40")
-    assert code == 0, err
-    result = json.loads((run / "apply" / "restore" / "results.json").read_text())
+    result = json.loads((blur_run / "apply" / "restore" / "results.json").read_text())
     assert "blur/model" in result["results"] and "edges/model" not in result["results"]
     assert result["protocol"]["trained_for"].startswith("blur at level 0.05")
     assert "model.translate" in result["protocol"]["restoration"]
+
+
+def test_translate_writes_outputs_figure_and_scores(blur_run, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "translate", blur_run, "-n", "10", "-o", tmp_path / "t")
+    assert code == 0, err
+    assert len(list((tmp_path / "t" / "outputs").glob("*.png"))) == 10 and (tmp_path / "t" / "translate.png").is_file()
+    rec = json.loads((tmp_path / "t" / "scores.json").read_text())
+    assert set(rec["scores"]) == {"input", "output"} and rec["protocol"]["n"] == 10
+    assert rec["scores"]["input"]["psnr_db"] == pytest.approx(float(out.split("PSNR ")[1].split(" dB")[0]), abs=0.01)
+    # the user's own inputs: outputs only, no targets to score against
+    code, out, err = run_cli(capsys, "translate", blur_run, "-n", "5", "--as-input", "-o", tmp_path / "u")
+    assert code == 0, err
+    assert not (tmp_path / "u" / "scores.json").exists() and len(list((tmp_path / "u" / "outputs").iterdir())) == 5
+
+
+def test_translate_refusals_are_one_sentence(blur_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "translate", blur_run, "--input", "mnist", "-n", "4", "-o", tmp_path / "m")
+    assert code == 2 and "1 x 28 x 28" in err and "1 x 8 x 8" in err and "Traceback" not in err
+    vae = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "digits", "--limit", "64", "--epochs", "1", "--set", "model.hidden=(8,)",
+                 "--out", str(vae), "--quiet"]) == 0
+    code, _, err = run_cli(capsys, "translate", vae)
+    assert code == 2 and "does not translate" in err

@@ -1,4 +1,4 @@
-"""The `genlab` command: train, sample, reconstruct, interpolate, eval, apply, list, info.
+"""The `genlab` command: train, sample, reconstruct, translate, interpolate, eval, apply, list, info.
 
 User mistakes end with one sentence on stderr and exit status 2; a diverged run with status 1.
 """
@@ -101,6 +101,20 @@ def build_parser() -> Parser:
     p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
+
+    p = cmd("translate", "translate images with an image-to-image model (pix2pix): the outputs as PNGs, a figure of "
+                         "inputs, outputs and targets, and PSNR / SSIM against the targets")
+    _run_dir_arg(p)
+    p.add_argument("--input", metavar="SRC",
+                   help="a data source (default: the run's own); its images are the targets, whose inputs the run's "
+                        "corruption makes, or the inputs themselves with --as-input")
+    p.add_argument("--as-input", action="store_true",
+                   help="the images are inputs already (your own edge maps, say): outputs only, no targets")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("-n", type=positive_int, default=64)
+    p.add_argument("--noise", action="store_true", help="keep the generator's dropout on, as pix2pix samples")
+    p.add_argument("--seed", type=seed_int, default=0, help="the corruption's draws (block positions, noise)")
+    p.add_argument("-o", "--output", help="folder (default DIR/translate)")
 
     p = cmd("eval", "evaluate trained models; writes DIR/eval.json and prints a table (or compares runs)")
     p.add_argument("runs", nargs="+", metavar="DIR", help="a run folder (several with --compare)")
@@ -286,6 +300,53 @@ def cmd_reconstruct(a) -> int:
     per_row = math.ceil(math.sqrt(len(x)))  # whole pairs on every row: an even number of columns
     path = _save(pairs, cfg, a.output or Path(a.run) / "reconstructions.png", nrow=2 * per_row)
     print(f"wrote {len(x)} originals and their reconstructions (side by side) to {path}")
+    return 0
+
+
+def cmd_translate(a) -> int:
+    import dataclasses
+
+    import torch
+
+    from . import files
+    from .apps.reduce import reconstruction_scores
+    from .data import to_unit
+    from .viz import save_grid, save_png_dir, upscale_for_display
+
+    model, cfg = _load(a.run)
+    if not hasattr(model, "translate"):
+        raise UserError(f"model '{cfg.model}' does not translate images (image-to-image models do: pix2pix)")
+    source = cfg if a.input is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=a.input))
+    check_memory(f"-n {a.n}", 64 * a.n * cfg.info.dim, "translate fewer images per call")
+    x, _ = _first_batch(source, a.split, a.n, _device(model))
+    if tuple(x.shape[1:]) != cfg.info.shape:
+        raise UserError(f"the images of '{source.data.source}' are {' x '.join(map(str, x.shape[1:]))} after the "
+                        f"run's data settings, and the model translates {' x '.join(map(str, cfg.info.shape))} "
+                        f"images; give images of that size (or channels)")
+    with torch.no_grad():
+        if a.as_input:
+            inputs, targets = x, None
+        else:
+            inputs, targets = model.make_input(x, torch.Generator(x.device).manual_seed(a.seed)), x
+        outputs = torch.cat([model.translate(inputs[i : i + 256], noise=a.noise) for i in range(0, len(x), 256)])
+    out = Path(a.output) if a.output else Path(a.run) / "translate"
+    folder = save_png_dir(to_unit(outputs, cfg.info), out / "outputs")
+    m = min(12, len(x))
+    rows = [inputs[:m], outputs[:m]] + ([] if targets is None else [targets[:m]])
+    labels = ["input", "output"] + ([] if targets is None else ["target"])
+    fig = save_grid(to_unit(torch.cat(rows), cfg.info), out / "translate.png", nrow=m,
+                    scale=upscale_for_display(cfg.info.height), row_labels=labels)
+    print(f"wrote {len(outputs)} translated images to {folder} and the figure {fig}")
+    if targets is not None:
+        scores = {"input": reconstruction_scores(targets, inputs, cfg.info.range),
+                  "output": reconstruction_scores(targets, outputs, cfg.info.range)}
+        files.write_json(out / "scores.json", {"scores": scores, "protocol": {
+            "source": source.data.source, "split": a.split, "n": len(x), "noise": a.noise, "seed": a.seed,
+            "inputs": f"the targets through {cfg.model_cfg.pair} at level {model.level:g}",
+            "scale": "pixels in [0, 1]; PSNR per image, capped, averaged; SSIM per image (Wang et al. 2004)"}})
+        for name, sc in scores.items():
+            print(f"{name:7s} against the targets: PSNR {sc['psnr_db']:.2f} dB, SSIM {sc['ssim']:.4f}, "
+                  f"MSE per pixel {sc['mse_per_pixel']:.5f}")
     return 0
 
 
@@ -533,7 +594,8 @@ def cmd_apply(a) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "interpolate": cmd_interpolate,
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "translate": cmd_translate,
+            "interpolate": cmd_interpolate,
             "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 
