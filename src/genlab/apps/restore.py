@@ -155,6 +155,12 @@ def classical(c: Corrupted) -> tuple[str, torch.Tensor] | None:
 
 
 # ---------------------------------------------------------------- restoration by a model
+def paired(model) -> bool:
+    """A paired image-to-image model (pix2pix): `translate(x)` maps the inputs it was trained on, which it makes
+    from clean images with `make_input`, to clean images."""
+    return hasattr(model, "translate") and hasattr(model, "make_input")
+
+
 def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
     """The restoration a model supports (module docstring); UserError (one sentence) when it has none."""
     if method not in METHODS:
@@ -167,8 +173,7 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
             method = "complete"
         elif hasattr(model, "log_prob") and hasattr(model, "encode") and hasattr(model, "decode"):
             method = "shrink"  # a flow: its reconstruction is exact, so restore through its prior
-        elif any(hasattr(model, c) for c in ("reconstruct", "translate")) or (hasattr(model, "encode")
-                                                                              and hasattr(model, "decode")):
+        elif hasattr(model, "reconstruct") or paired(model) or (hasattr(model, "encode") and hasattr(model, "decode")):
             method = "reconstruct"
         else:
             raise UserError(f"restoration needs a model that can reconstruct images (`reconstruct`), translate "
@@ -177,7 +182,7 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
     need = {"complete": ("complete",), "shrink": ("encode", "decode"), "reconstruct": (),
             "diffuse": ("posterior_sample",)}[method]
     missing = [c for c in need if not hasattr(model, c)]
-    if method == "reconstruct" and not (hasattr(model, "reconstruct") or hasattr(model, "translate") or
+    if method == "reconstruct" and not (hasattr(model, "reconstruct") or paired(model) or
                                         (hasattr(model, "encode") and hasattr(model, "decode"))):
         missing = ["reconstruct"]
     if missing:
@@ -218,14 +223,14 @@ class Restorer:
                                                                   else ", one draw"))
         if self.method == "shrink":
             return f"decode({self.temperature:g} * encode(x)), the known pixels pasted back, {self.rounds} rounds"
-        fn = "translate" if hasattr(self.model, "translate") else "reconstruct"
+        fn = "translate" if paired(self.model) else "reconstruct"
         return f"model.{fn}, projected onto what is known after each of {self.rounds} rounds (masks, gray)"
 
     def _map(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         m, lab = self.model, label_args(self.model, y)
         if self.method == "shrink":
             return m.decode(self.temperature * m.encode(x, *lab), *lab)
-        if hasattr(m, "translate"):
+        if paired(m):
             return m.translate(x)
         if hasattr(m, "reconstruct"):
             return m.reconstruct(x, *lab)

@@ -96,6 +96,14 @@ class Pix2Pix(DiscriminatorHealth, nn.Module):
             for m, mode in zip(drops, modes):
                 m.train(mode)
 
+    def preview_count(self, samples: int) -> int:
+        return max(1, samples // 3)
+
+    def preview_grid(self, b: torch.Tensor, y, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """The trainer's epoch grid: input, output and target side by side, about as many rows as columns."""
+        a = self.make_input(b, generator)
+        return torch.stack([a, self.translate(a), b], 1).flatten(0, 1), 3 * max(1, round((len(b) / 3) ** 0.5))
+
     def patch_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """D's patch logits for the pair (a, b): B x 1 x G x G."""
         return self.D(torch.cat([a, b], 1))

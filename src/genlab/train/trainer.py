@@ -283,13 +283,11 @@ class Trainer:
         nrow = None
         if hasattr(model, "sample"):
             images = model.sample(self.cfg.samples, generator=g)
-        elif hasattr(model, "translate"):  # image-to-image models: input, output and target in columns of 3
-            k = max(1, self.cfg.samples // 3)
+        elif hasattr(model, "preview_grid"):  # image-to-image models: inputs and their translations
             ref = self.test if self.test is not None else self.loader.data
-            b, _ = Batches(ref.subset(k), self.pipeline, k, shuffle=False, device=self.device).batch(torch.arange(k), 0)
-            a = model.make_input(b, g)
-            images = torch.stack([a, model.translate(a), b], 1).flatten(0, 1)
-            nrow = 3 * max(1, round((k / 3) ** 0.5))  # about as many rows as columns
+            k = model.preview_count(self.cfg.samples)
+            x, y = Batches(ref.subset(k), self.pipeline, k, shuffle=False, device=self.device).batch(torch.arange(k), 0)
+            images, nrow = model.preview_grid(x, y, g)
         elif hasattr(model, "reconstruct"):
             ref = self.test if self.test is not None else self.loader.data
             x, y = Batches(ref.subset(self.cfg.samples // 2), self.pipeline, self.cfg.samples // 2,
