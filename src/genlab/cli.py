@@ -102,8 +102,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-o", "--output", help="PNG path (default DIR/interpolation.png)")
 
-    p = cmd("translate", "translate images with an image-to-image model (pix2pix): the outputs as PNGs, a figure of "
-                         "inputs, outputs and targets, and PSNR / SSIM against the targets")
+    p = cmd("translate", "translate images with an image-to-image model: the outputs as PNGs and a figure; for pix2pix "
+                         "the targets beside them and PSNR / SSIM against them, for stargan every target domain")
     _run_dir_arg(p)
     p.add_argument("--input", metavar="SRC",
                    help="a data source (default: the run's own); its images are the targets, whose inputs the run's "
@@ -113,6 +113,8 @@ def build_parser() -> Parser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("--noise", action="store_true", help="keep the generator's dropout on, as pix2pix samples")
+    p.add_argument("--to", metavar="LIST", help="multi-domain models (stargan): target domains, e.g. 3 or 0,5 "
+                                                 "(default: every domain)")
     p.add_argument("--seed", type=seed_int, default=0, help="the corruption's draws (block positions, noise)")
     p.add_argument("-o", "--output", help="folder (default DIR/translate)")
 
@@ -306,16 +308,14 @@ def cmd_reconstruct(a) -> int:
 def cmd_translate(a) -> int:
     import dataclasses
 
-    import torch
-
-    from . import files
-    from .apps.reduce import reconstruction_scores
-    from .data import to_unit
-    from .viz import save_grid, save_png_dir, upscale_for_display
-
     model, cfg = _load(a.run)
     if not hasattr(model, "translate"):
-        raise UserError(f"model '{cfg.model}' does not translate images (image-to-image models do: pix2pix)")
+        raise UserError(f"model '{cfg.model}' does not translate images (image-to-image models do: pix2pix, stargan)")
+    paired = hasattr(model, "make_input")
+    if a.noise and not paired:
+        raise UserError(f"--noise keeps pix2pix's dropout on; '{cfg.model}' has no such noise")
+    if a.to is not None and paired:
+        raise UserError(f"--to picks target domains of a multi-domain model (stargan); '{cfg.model}' has one mapping")
     source = cfg if a.input is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=a.input))
     check_memory(f"-n {a.n}", 64 * a.n * cfg.info.dim, "translate fewer images per call")
     x, _ = _first_batch(source, a.split, a.n, _device(model))
@@ -323,13 +323,26 @@ def cmd_translate(a) -> int:
         raise UserError(f"the images of '{source.data.source}' are {' x '.join(map(str, x.shape[1:]))} after the "
                         f"run's data settings, and the model translates {' x '.join(map(str, cfg.info.shape))} "
                         f"images; give images of that size (or channels)")
+    out = Path(a.output) if a.output else Path(a.run) / "translate"
+    (_translate_paired if paired else _translate_domains)(a, model, cfg, source, x, out)
+    return 0
+
+
+def _translate_paired(a, model, cfg, source, x, out: Path) -> None:
+    """pix2pix: the images are the targets (their inputs made by the run's corruption), or the inputs themselves."""
+    import torch
+
+    from . import files
+    from .apps.reduce import reconstruction_scores
+    from .data import to_unit
+    from .viz import save_grid, save_png_dir, upscale_for_display
+
     with torch.no_grad():
         if a.as_input:
             inputs, targets = x, None
         else:
             inputs, targets = model.make_input(x, torch.Generator(x.device).manual_seed(a.seed)), x
         outputs = torch.cat([model.translate(inputs[i : i + 256], noise=a.noise) for i in range(0, len(x), 256)])
-    out = Path(a.output) if a.output else Path(a.run) / "translate"
     folder = save_png_dir(to_unit(outputs, cfg.info), out / "outputs")
     m = min(12, len(x))
     rows = [inputs[:m], outputs[:m]] + ([] if targets is None else [targets[:m]])
@@ -337,17 +350,44 @@ def cmd_translate(a) -> int:
     fig = save_grid(to_unit(torch.cat(rows), cfg.info), out / "translate.png", nrow=m,
                     scale=upscale_for_display(cfg.info.height), row_labels=labels)
     print(f"wrote {len(outputs)} translated images to {folder} and the figure {fig}")
-    if targets is not None:
-        scores = {"input": reconstruction_scores(targets, inputs, cfg.info.range),
-                  "output": reconstruction_scores(targets, outputs, cfg.info.range)}
-        files.write_json(out / "scores.json", {"scores": scores, "protocol": {
-            "source": source.data.source, "split": a.split, "n": len(x), "noise": a.noise, "seed": a.seed,
-            "inputs": f"the targets through {cfg.model_cfg.pair} at level {model.level:g}",
-            "scale": "pixels in [0, 1]; PSNR per image, capped, averaged; SSIM per image (Wang et al. 2004)"}})
-        for name, sc in scores.items():
-            print(f"{name:7s} against the targets: PSNR {sc['psnr_db']:.2f} dB, SSIM {sc['ssim']:.4f}, "
-                  f"MSE per pixel {sc['mse_per_pixel']:.5f}")
-    return 0
+    if targets is None:
+        return
+    scores = {"input": reconstruction_scores(targets, inputs, cfg.info.range),
+              "output": reconstruction_scores(targets, outputs, cfg.info.range)}
+    files.write_json(out / "scores.json", {"scores": scores, "protocol": {
+        "source": source.data.source, "split": a.split, "n": len(x), "noise": a.noise, "seed": a.seed,
+        "inputs": f"the targets through {cfg.model_cfg.pair} at level {model.level:g}",
+        "scale": "pixels in [0, 1]; PSNR per image, capped, averaged; SSIM per image (Wang et al. 2004)"}})
+    for name, sc in scores.items():
+        print(f"{name:7s} against the targets: PSNR {sc['psnr_db']:.2f} dB, SSIM {sc['ssim']:.4f}, "
+              f"MSE per pixel {sc['mse_per_pixel']:.5f}")
+
+
+def _translate_domains(a, model, cfg, source, x, out: Path) -> None:
+    """StarGAN: every image into each target domain (--to, default all), one folder of PNGs per domain."""
+    import torch
+
+    from .data import to_unit
+    from .viz import save_grid, save_png_dir, upscale_for_display
+
+    k = model.num_domains
+    try:
+        domains = list(range(k)) if a.to is None else [int(d) for d in a.to.split(",") if d.strip()]
+    except ValueError:
+        raise UserError(f"--to takes domain numbers separated by commas (0..{k - 1}), got '{a.to}'") from None
+    if not domains or any(not 0 <= d < k for d in domains):
+        raise UserError(f"--to takes domain numbers separated by commas, each in 0..{k - 1}, got '{a.to}'")
+    rows = []
+    with torch.no_grad():
+        for d in domains:
+            y = torch.cat([model.translate(x[i : i + 256], d) for i in range(0, len(x), 256)])
+            save_png_dir(to_unit(y, cfg.info), out / "outputs" / f"to_{d}")
+            rows.append(y)
+    m = min(12, len(x))
+    fig = save_grid(to_unit(torch.cat([x[:m]] + [r[:m] for r in rows]), cfg.info), out / "translate.png", nrow=m,
+                    scale=upscale_for_display(cfg.info.height), row_labels=["input"] + [f"to {d}" for d in domains])
+    print(f"wrote {len(x)} images translated into each of {len(domains)} domains to {out / 'outputs'} "
+          f"(one folder per domain) and the figure {fig}")
 
 
 def cmd_interpolate(a) -> int:

@@ -1,5 +1,7 @@
-"""Networks of the image-to-image GANs (pix2pix, Isola et al. 2017): the U-Net generator and the PatchGAN
-discriminator. Ck = Conv(4 x 4, stride 2) - norm - activation with k filters, CDk the same with dropout 0.5.
+"""Networks of the image-to-image GANs: pix2pix's U-Net generator and PatchGAN discriminator (Isola et al. 2017),
+the residual generator of StarGAN and CycleGAN, and StarGAN's two-headed discriminator (Choi et al. 2018).
+
+pix2pix's networks: Ck = Conv(4 x 4, stride 2) - norm - activation with k filters, CDk the same with dropout 0.5.
 
 U-Net, n = log2(side) stride-2 levels (side padded up to a power of two: 8 levels and a 1 x 1 bottleneck at 256 px):
 
@@ -53,7 +55,9 @@ def auto_patch_layers(side: int) -> int:
 
 
 def _norm(kind: str, c: int) -> nn.Module:
-    return {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}[kind](c) if kind != "none" else nn.Identity()
+    if kind == "instance":  # with a learned scale and shift, as StarGAN's
+        return nn.InstanceNorm2d(c, affine=True)
+    return nn.BatchNorm2d(c) if kind == "batch" else nn.Identity()
 
 
 class UNetGenerator(nn.Module):
@@ -120,3 +124,76 @@ def check_patch_fits(model: str, height: int, width: int, layers: int) -> None:
         raise UserError(f"{model}'s discriminator with {layers} stride-2 layers needs images of at least "
                         f"{2 ** layers * 3} px a side, and these are {height} x {width}: lower model.patch_layers "
                         f"or set data.resize")
+
+
+# ---------------------------------------------------------------------------------------------- StarGAN, CycleGAN
+class ResidualBlock(nn.Module):
+    """x + conv3-norm-ReLU-conv3-norm(x), channels kept."""
+
+    def __init__(self, c: int, norm: str):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), _norm(norm, c), nn.ReLU(),
+                                  nn.Conv2d(c, c, 3, 1, 1, bias=False), _norm(norm, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The StarGAN / CycleGAN generator: c7s1-w, two stride-2 downsamplings (2w, 4w), `blocks` residual blocks at
+    a quarter of the side, two transposed-conv upsamplings, c7s1 to the output channels (pre-activation).
+    B x C_in x H x W -> B x C_out x H x W; sides are zero-padded up to multiples of 4 and the output cropped.
+    `kernel` 4 is StarGAN's down/up convolution, 3 CycleGAN's."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 64, blocks: int = 6, norm: str = "instance",
+                 kernel: int = 4):
+        super().__init__()
+        op = 1 if kernel == 3 else 0  # output_padding so that a stride-2 transposed conv exactly doubles the side
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 7, 1, 3, bias=False), _norm(norm, width), nn.ReLU()]
+        c = width
+        for _ in range(2):  # side halves, channels double
+            layers += [nn.Conv2d(c, 2 * c, kernel, 2, 1, bias=False), _norm(norm, 2 * c), nn.ReLU()]
+            c *= 2
+        layers += [ResidualBlock(c, norm) for _ in range(blocks)]
+        for _ in range(2):  # side doubles, channels halve
+            layers += [nn.ConvTranspose2d(c, c // 2, kernel, 2, 1, output_padding=op, bias=False),
+                       _norm(norm, c // 2), nn.ReLU()]
+            c //= 2
+        layers.append(nn.Conv2d(c, out_channels, 7, 1, 3))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, -w % 4, 0, -h % 4))  # B x C x H' x W', multiples of 4
+        return self.body(x)[..., :h, :w]
+
+
+def star_layers(side: int) -> int:
+    """StarGAN's discriminator depth for this side: 6 stride-2 layers at 128 px (a 2 x 2 map), log2(side) - 1
+    in general, at least 1."""
+    return max(1, round(math.log2(side)) - 1)
+
+
+class StarDiscriminator(nn.Module):
+    """StarGAN's D: `layers` stride-2 4 x 4 convolutions (LeakyReLU 0.01, no norm, channels doubling from `width`),
+    then two heads on the last map: D_src, a 3 x 3 conv to one critic value per patch (B x 1 x g x g), and D_cls,
+    a conv as large as the map to one logit per domain (B x K)."""
+
+    def __init__(self, in_channels: int, height: int, width_px: int, num_domains: int, width: int = 64):
+        super().__init__()
+        layers = star_layers(min(height, width_px))
+        mods: list[nn.Module] = []
+        c_in, c = in_channels, width
+        for _ in range(layers):
+            mods += [nn.Conv2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.01)]
+            c_in, c = c, 2 * c
+            height, width_px = height // 2, width_px // 2  # kernel 4, stride 2, padding 1: floor(side / 2)
+        if min(height, width_px) < 1:
+            raise UserError(f"the images are too small for StarGAN's discriminator ({layers} halvings)")
+        self.body = nn.Sequential(*mods)
+        self.src = nn.Conv2d(c_in, 1, 3, 1, 1, bias=False)
+        self.cls = nn.Conv2d(c_in, num_domains, (height, width_px), bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.src(h), self.cls(h).flatten(1)  # B x 1 x g x g, B x K
