@@ -1,19 +1,22 @@
 """The image-to-image models and their pieces: the U-Net's shapes, the PatchGAN's grid and receptive field, the
 pair corruptions, the half-linear schedule, pix2pix training that learns a translation, StarGAN's generator,
-discriminator heads and training, `genlab translate` for both, and the restore application on a pix2pix run."""
+discriminator heads and training, CycleGAN's history pool, losses, two-domain data and training, `genlab translate`
+for all three, and the restore application on a pix2pix run."""
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from apps_common import run_cli  # tests/ is on sys.path
 
 from genlab.cli import main
-from genlab.data import DataInfo
+from genlab.data import DataConfig, DataInfo, open_splits
 from genlab.data.corruptions import blur, downsample, edges
 from genlab.errors import UserError
 from genlab.models import registry
+from genlab.models.cyclegan import HistoryPool, cycle_terms, parse_domains
 from genlab.nn.image2image import (PatchDiscriminator, ResnetGenerator, StarDiscriminator, UNetGenerator,
                                    auto_patch_layers, patch_grid, patch_receptive_field)
 from genlab.optim import OptimConfig
@@ -287,3 +290,102 @@ def test_translate_into_domains(tmp_path, capsys):
     for bad, says in ((["--to", "10"], "0..9"), (["--to", "x"], "domain numbers"), (["--noise"], "no such noise")):
         code, _, err = run_cli(capsys, "translate", run, "-n", "2", "-o", tmp_path / "t", *bad)
         assert code == 2 and says in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- CycleGAN
+def test_history_pool_fills_then_swaps_half_the_time():
+    torch.manual_seed(0)
+    pool = HistoryPool(50, (1, 2, 2))
+    first = torch.arange(50.0).view(50, 1, 1, 1).expand(50, 1, 2, 2)
+    assert torch.equal(pool.query(first), first) and int(pool.count) == 50  # filling: the images themselves
+    new = -1 - torch.arange(4000.0).view(4000, 1, 1, 1).expand(4000, 1, 2, 2)
+    out = pool.query(new)
+    from_pool = (out != new).any(dim=(1, 2, 3))
+    assert abs(from_pool.float().mean() - 0.5) < 0.03
+    seen = set(first[:, 0, 0, 0].tolist()) | set(new[:, 0, 0, 0].tolist())
+    assert set(out[from_pool][:, 0, 0, 0].tolist()) <= seen  # only images that went in come out
+    assert set(pool.images[:, 0, 0, 0].tolist()) <= seen
+
+
+def test_cycle_and_identity_losses_vanish_for_identity_generators():
+    a, b = torch.randn(3, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    t = cycle_terms(lambda v: v, lambda v: v, a, b)
+    assert t["cycle"] == 0 and t["identity"] == 0
+    t = cycle_terms(lambda v: v + 1, lambda v: v - 1, a, b)  # inverse pair: cycles close, identities do not
+    assert t["cycle"] < 1e-6 and t["identity"] == pytest.approx(2.0)
+
+
+def test_domains_spec():
+    assert parse_domains("") == ((0,), (1,)) and parse_domains("3|8") == ((3,), (8,))
+    assert parse_domains("0,1,2|7,8,9") == ((0, 1, 2), (7, 8, 9))
+    for bad in ("3", "3|3", "a|b", "1|2|3", "|4", "-1|2"):
+        with pytest.raises(UserError, match="model.domains"):
+            parse_domains(bad)
+
+
+def test_two_sources_make_balanced_interleaved_domains(tmp_path):
+    inverted = 255 - np.repeat(np.repeat(load_digits_images()[:100], 2, axis=1), 2, axis=2)  # 100 x 16 x 16
+    np.savez(tmp_path / "inv.npz", x_train=inverted, x_test=inverted[:30])
+    s = open_splits(DataConfig(source="digits", target=f"npz:{tmp_path / 'inv.npz'}"))
+    assert s.train.images.shape == (2 * 1497, 1, 8, 8)  # the 100 inverted images repeated up to 1497, resized
+    assert s.train.labels[:4].tolist() == [0, 1, 0, 1] and s.train.labels.sum() == 1497
+    assert s.test.labels.sum() == 30 and len(s.test) == 330
+    assert s.train.classes == ["digits", f"npz:{tmp_path / 'inv.npz'}"]
+    with pytest.raises(UserError, match="must differ"):
+        DataConfig(source="digits", target="digits").validate()
+
+
+def load_digits_images() -> np.ndarray:
+    from genlab.data import load
+
+    return load("digits").train.images[:, 0].numpy()
+
+
+def test_cyclegan_learns_to_cycle():
+    """40 steps on two class sets of 8x8 digits: the cycle error of test images falls below half its start."""
+    from genlab.data import load
+
+    split = load("digits")
+    x, y = split.train.images.float() / 255 * 2 - 1, split.train.labels
+    tx, ty = split.test.images.float() / 255 * 2 - 1, split.test.labels
+    cfg = registry.get("cyclegan").config_cls(width=8, blocks=1, domains="0,1,2,3,4|5,6,7,8,9")
+    torch.manual_seed(0)
+    m = registry.build("cyclegan", cfg, DataInfo(1, 8, 8, num_classes=10, range="-11"))
+
+    def cycle_error():
+        m.eval()
+        with torch.no_grad():
+            a, b = m.split(tx, ty)
+            err = (m.to_a(m.to_b(a)) - a).abs().mean() + (m.to_b(m.to_a(b)) - b).abs().mean()
+        m.train()
+        return float(err)
+
+    before = cycle_error()
+    steppers = {k: Stepper(o) for k, o in m.configure_optimizers(OptimConfig(lr=2e-3, beta1=0.5)).items()}
+    g = torch.Generator().manual_seed(0)
+    for step in range(40):
+        idx = torch.randint(0, len(x), (16,), generator=g)
+        logs = m.train_step((x[idx], y[idx]), steppers, step)
+    assert logs["skipped"] == 0
+    assert cycle_error() < 0.5 * before
+    # a batch with one domain only updates nothing and says so
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    logs = m.train_step((x[y < 5][:8], y[y < 5][:8]), steppers, 40)
+    assert logs["skipped"] == 1 and all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
+
+
+def test_cyclegan_between_two_sources_from_the_command_line(tmp_path, capsys):
+    inverted = 255 - load_digits_images()[:64]
+    np.savez(tmp_path / "inv.npz", x_train=inverted, x_test=inverted[:16])
+    run = tmp_path / "cyc"
+    code, out, err = run_cli(capsys, "train", "cyclegan", "--data", "digits",
+                             "--set", f"data.target=npz:{tmp_path / 'inv.npz'}", "--limit", "128", "--epochs", "1", "--set", "model.width=8", "--set", "model.blocks=1",
+                             "--out", run, "--quiet")
+    assert code == 0, err
+    assert (run / "samples" / "epoch_0001.png").is_file()
+    code, out, err = run_cli(capsys, "translate", run, "-n", "6", "--to", "1")
+    assert code == 0, err
+    assert len(list((run / "translate" / "outputs" / "to_1").glob("*.png"))) == 6
+    code, _, err = run_cli(capsys, "train", "cyclegan", "--data", "digits", "--set", "model.domains=3|12",
+                           "--out", tmp_path / "bad", "--quiet")
+    assert code == 2 and "set data.target" in err

@@ -182,9 +182,9 @@ def _load(run_dir, ema=True):
 
 
 def _split(cfg, split: str):
-    from .data import load, prepare
+    from .data import open_splits, prepare
 
-    splits = load(cfg.data.source)
+    splits = open_splits(cfg.data)
     part = splits.test if split == "test" else splits.train
     if part is None:
         if split == "test":
@@ -425,7 +425,7 @@ def cmd_eval(a) -> int:
         return _compare(a)
     if len(a.runs) != 1:
         raise UserError("genlab eval takes one run folder (use --compare to tabulate several)")
-    from .data import load, prepare
+    from .data import open_splits, prepare
     from .files import write_json
     from .metrics import MetricContext, evaluate, supported
     from .metrics.registry import runnable
@@ -438,7 +438,7 @@ def cmd_eval(a) -> int:
     out = run_dir / "eval.json"
     old = _earlier_results(out)  # checked before any metric runs: a late failure must not lose the work
     names = supported(model) if a.metrics is None else [m.strip() for m in a.metrics.split(",") if m.strip()]
-    splits = load(cfg.data.source)
+    splits = open_splits(cfg.data)
     train = prepare(splits.train, cfg.data)
     test = prepare(splits.test, cfg.data) if splits.test is not None else None
     ref = test if a.split == "test" and test is not None else train

@@ -134,10 +134,10 @@ class AppContext:
 
     def data(self, split: str):
         """A split with the run's load-time transforms (the train split cut to data.limit, as in training)."""
-        from ..data import load, prepare
+        from ..data import open_splits, prepare
 
         if self._splits is None:
-            self._splits = load(self.run.data.source)
+            self._splits = open_splits(self.run.data)
         part = self._splits.train.subset(self.run.data.limit or None) if split == "train" else self._splits.test
         if part is None:
             if split == "test":

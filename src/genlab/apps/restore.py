@@ -34,7 +34,8 @@ Noise has nothing to project on: x^ = R(x~).
 
 The classical baselines: a 3 x 3 median filter for noise; harmonic (diffusion) filling of the unknown pixels
 for masks, each repeatedly set to the mean of its 4 neighbours, known pixels fixed; none beyond the input itself
-for colourisation (the gray image), blur, edges and downsampling (the input is the bicubic upsampling). Scores are on pixels in [0, 1]: MSE per pixel, PSNR (dB, capped at 100) and
+for colourisation (the gray image), blur, edges and downsampling (the input is the bicubic upsampling).
+Scores are on pixels in [0, 1]: MSE per pixel, PSNR (dB, capped at 100) and
 SSIM per image averaged over images; gain = restored minus corrupted, zero for a model that returns its input.
 """
 from __future__ import annotations

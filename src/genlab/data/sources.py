@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..errors import UserError, unknown
+from ..errors import UserError, check_memory, unknown
 from . import readers  # noqa: F401  (registers the user-file sources)
 from .base import ImageSet, Splits
 from .registry import BUILTIN, USER, builtin
@@ -44,6 +45,52 @@ def load(spec: str) -> Splits:
         raise unknown("dataset", spec, list(BUILTIN) + [f"{p}:PATH" for p in USER])
     splits.name = splits.name or spec
     return splits
+
+
+def open_splits(cfg) -> Splits:
+    """The splits a run's data settings name (a `DataConfig`): its source, or with `target` set, the two-domain set
+    of unpaired translation (`two_domains`)."""
+    splits = load(cfg.source)
+    return two_domains(splits, load(cfg.target)) if cfg.target else splits
+
+
+def _fit(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 images brought to another C x H x W: channels averaged to grey or grey repeated to colour, sides
+    resized (bilinear, antialiased)."""
+    c, h, w = shape
+    check_memory(f"the target domain resized to {h} x {w}", len(images) * c * h * w * 4, "set data.limit")
+    x = images.float()
+    if x.shape[1] != c:
+        x = x.mean(1, keepdim=True).expand(-1, c, -1, -1) if c in (1, 3) else None
+        if x is None:
+            raise UserError(f"cannot bring {images.shape[1]}-channel images to {c} channels")
+    if x.shape[-2:] != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def two_domains(a: Splits, b: Splits) -> Splits:
+    """Two sources as the domains of unpaired translation: one set whose labels are the domain (0 = a, 1 = b), b's
+    images brought to a's size and channels, the two interleaved. In the training split the smaller domain is
+    repeated up to the larger's size, so that a batch holds about as many images of each; the test split keeps
+    each as it is."""
+    shape = a.train.shape
+
+    def merge(x: ImageSet | None, y: ImageSet | None, balance: bool) -> ImageSet | None:
+        if x is None or y is None:
+            return None
+        xi, yi = x.images, _fit(y.images, shape)
+        if balance and len(xi) != len(yi):
+            small, big = (xi, yi) if len(xi) < len(yi) else (yi, xi)
+            small = small[torch.arange(len(big)) % len(small)]
+            xi, yi = (small, big) if len(x.images) < len(y.images) else (big, small)
+        labels = torch.cat([torch.zeros(len(xi), dtype=torch.long), torch.ones(len(yi), dtype=torch.long)])
+        # interleaved in proportion (a, b, a, b, ... when balanced), so that any first n images hold both domains
+        order = torch.argsort(torch.cat([torch.arange(len(xi)) / len(xi), torch.arange(len(yi)) / len(yi)]),
+                              stable=True)
+        return ImageSet(torch.cat([xi, yi])[order], labels[order], [a.name, b.name])
+
+    return Splits(merge(a.train, b.train, True), merge(a.test, b.test, False), f"{a.name}|{b.name}")
 
 
 def mnist_file() -> Path:

@@ -31,12 +31,16 @@ class DataConfig:
     pad: int = 0  # zero padding on each side, e.g. 2 turns 28x28 into 32x32
     grayscale: bool = False  # average colour channels to one
     limit: int = 0  # 0 = all; else train on the first N images
+    target: str = ""  # a second source: two unpaired domains (labels 0 = source, 1 = target) for CycleGAN
 
     def validate(self) -> None:
         check_choice("data.range", self.range, tuple(RANGES))
         check_choice("data.binarize", self.binarize, BINARIZE)
         if self.binarize != "none" and self.dequantize:
             raise UserError("data.binarize and data.dequantize exclude each other: binary data has no bins to fill")
+        if self.target and self.target == self.source:
+            raise UserError(f"data.target names the same source as data.source ('{self.source}'): the two domains "
+                            f"of unpaired translation must differ")
         for name in ("resize", "pad", "limit"):
             if getattr(self, name) < 0:
                 raise UserError(f"data.{name} must be >= 0, got {getattr(self, name)}")

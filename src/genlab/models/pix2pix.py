@@ -63,7 +63,7 @@ class Pix2PixConfig:
 
 @register("pix2pix", Pix2PixConfig, PIX2PIX_DEFAULTS)
 class Pix2Pix(DiscriminatorHealth, nn.Module):
-    """pix2pix: U-Net generator, PatchGAN discriminator on (input, output) pairs, cGAN + 100 L1; pairs by a corruption."""
+    """pix2pix: U-Net generator, PatchGAN on (input, output) pairs, cGAN + 100 L1; inputs made by a corruption."""
 
     def __init__(self, cfg: Pix2PixConfig, info):
         super().__init__()

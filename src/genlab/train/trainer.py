@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .. import files
 from ..data import Batches, Pipeline, info_for, prepare, to_unit
-from ..data import load as load_data
+from ..data import open_splits
 from ..errors import UserError
 from ..models import registry
 from . import checkpoint as ckpt
@@ -121,7 +121,7 @@ class Trainer:
 
     def _setup(self, run) -> None:
         # data: load-time transforms once, batch-time transforms per batch
-        splits = load_data(run.data.source)
+        splits = open_splits(run.data)
         train = prepare(splits.train.subset(run.data.limit or None), run.data)
         self.test = prepare(splits.test, run.data) if splits.test is not None else None
         self.info = info_for(train, run.data, self.test)
