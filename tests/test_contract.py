@@ -137,16 +137,19 @@ def test_train_step_and_gradients(name, extra, shape):
         check_loss_gradients(model, x, y, params)
 
     # one train_step: finite 0-dim scalars ('loss' among them for single-loss models); every parameter
-    # moves, so gradients reached all of them (multi-optimizer models, e.g. GANs, included)
+    # moves, so gradients reached all of them (multi-optimizer models, e.g. GANs, included); a growing model
+    # (ProGAN) moves exactly the parameters its current phase trains
     before = {n: p.detach().clone() for n, p in params}
+    now = model.trainable_now() if hasattr(model, "trainable_now") else set(before)
     steppers = steppers_for(model)
     logs = model.train_step(step_batch(model, x, y), steppers, 0)
     assert logs and ("loss" in logs or not hasattr(model, "losses"))
     for k, v in logs.items():
         assert torch.is_tensor(v) and v.dim() == 0, f"{k} is not a 0-dim tensor: {v!r}"
         assert torch.isfinite(v), f"{k} = {v}"
-    unchanged = [n for n, p in trainable(model) if torch.equal(p.detach(), before[n])]
-    assert not unchanged, f"a step left {unchanged} unchanged"
+    unchanged = {n for n, p in trainable(model) if torch.equal(p.detach(), before[n])}
+    assert not unchanged & now, f"a step left {unchanged & now} unchanged"
+    assert unchanged >= set(before) - now, f"a step moved {(set(before) - now) - unchanged}, outside its phase"
     # frozen parameters (e.g. a fixed sigma) must stay as they are
     for n, p in model.named_parameters():
         if not p.requires_grad:

@@ -1,0 +1,103 @@
+"""ProGAN and its layers: the phase schedule, the fade-in at alpha 0 and 1 in G and D, equalised learning-rate
+layers, the minibatch standard deviation, and a run killed mid-fade that resumes bit for bit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlab.cli import main
+from genlab.data import DataInfo
+from genlab.files import load_tensors
+from genlab.models import registry
+from genlab.models.progan import schedule
+from genlab.nn.progressive import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
+
+
+def test_schedule_stable_fade_stable_and_stays_at_the_top():
+    p = 100
+    assert schedule(0, p, 3) == (0, 1.0) and schedule(99, p, 3) == (0, 1.0)
+    assert schedule(100, p, 3) == (1, 0.0) and schedule(150, p, 3) == (1, 0.5)  # level 1 fades in
+    assert schedule(200, p, 3) == (1, 1.0) and schedule(299, p, 3) == (1, 1.0)  # ... then trains alone
+    assert schedule(325, p, 3) == (2, 0.25)
+    assert schedule(10_000, p, 3) == (2, 1.0)
+
+
+def progan(side=16, **over):
+    cfg = registry.get("progan").config_cls(**{"latent_dim": 8, "fmap_base": 32, "fmap_max": 8, **over})
+    torch.manual_seed(0)
+    return registry.build("progan", cfg, DataInfo(1, side, side, range="-11")).eval()
+
+
+def test_fade_in_mixes_the_lower_resolution_and_the_new_block():
+    m = progan()
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        low = m.G(z, 1, 1.0)  # 8 x 8 alone
+        up = F.interpolate(low, scale_factor=2, mode="nearest")
+        assert torch.allclose(m.G(z, 2, 0.0), up, atol=1e-6)  # alpha 0: the 8 x 8 output, upsampled
+        new = m.G(z, 2, 1.0)
+        assert torch.allclose(m.G(z, 2, 0.3), 0.7 * up + 0.3 * new, atol=1e-5)
+        # alpha 1: the new block alone; the same as toRGB_16(block_16(h_8))
+        h = pixel_norm(F.leaky_relu(m.G.dense(pixel_norm(z)), 0.2).view(3, -1, 4, 4))  # z -> 4 x 4
+        h = m.G.block(1, m.G.block(0, h))
+        assert torch.allclose(new, m.G.to_rgb[2](m.G.block(2, h)), atol=1e-6)
+        x = torch.randn(4, 1, 16, 16)
+        assert torch.allclose(m.D(x, 2, 0.0), m.D(F.avg_pool2d(x, 2), 1, 1.0), atol=1e-5)  # D: the same in reverse
+        assert not torch.allclose(m.D(x, 2, 1.0), m.D(x, 2, 0.0))
+
+
+@torch.no_grad()
+def test_equalised_layers_have_unit_variance_outputs_at_initialisation():
+    torch.manual_seed(0)
+    x = torch.randn(4096, 256)
+    for lin in (EqualizedLinear(256, 256, gain=1.0), EqualizedLinear(256, 256, gain=1.0, lr_mul=0.01)):
+        assert float(lin(x).std()) == pytest.approx(1.0, abs=0.03)
+    conv = EqualizedConv2d(64, 64, 3, gain=1.0)
+    assert float(conv(torch.randn(16, 64, 16, 16))[..., 1:-1, 1:-1].std()) == pytest.approx(1.0, abs=0.03)
+    he = EqualizedConv2d(64, 64, 3)  # gain sqrt(2): variance 2 before a ReLU-like activation
+    assert float(he(torch.randn(16, 64, 16, 16))[..., 1:-1, 1:-1].var()) == pytest.approx(2.0, rel=0.05)
+    assert float(conv.weight.std()) == pytest.approx(1.0, abs=0.05)  # the scale lives outside the parameter
+
+
+def test_minibatch_stddev_appends_the_mean_standard_deviation():
+    x = torch.randn(4, 3, 5, 5)
+    out = minibatch_stddev(x, group=4)
+    assert out.shape == (4, 4, 5, 5) and torch.equal(out[:, :3], x)
+    expected = x.std(0, unbiased=False).mean()
+    assert torch.allclose(out[:, 3], expected.expand(4, 5, 5), atol=1e-5)
+    y = minibatch_stddev(torch.randn(8, 2, 3, 3), group=4)  # two groups, each its own value
+    assert y[0, 2, 0, 0] != y[1, 2, 0, 0] and y[0, 2, 0, 0] == y[2, 2, 0, 0]
+
+
+def test_samples_have_the_data_size_at_every_phase():
+    m = progan(side=12)  # padded to 16: three levels
+    assert m.side == 16 and m.levels == 3
+    for seen in (0, 3.5e4, 1e9):
+        m.images_seen.fill_(seen)
+        s = m.sample(2)
+        assert s.shape == (2, 1, 12, 12) and s.min() >= -1 and s.max() <= 1
+    assert m.resolution() == 16
+
+
+def _train(out, steps):
+    assert main(["train", "progan", "--data", "digits", "--limit", "256", "--epochs", "10", "--batch-size", "32",
+                 "--set", "model.phase_images=128", "--set", "model.fmap_base=16", "--set", "model.fmap_max=8",
+                 "--set", "model.latent_dim=8", "--set", f"train.max_steps={steps}", "--set", "train.samples=0",
+                 "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_run_stopped_mid_fade_resumes_bit_for_bit(tmp_path):
+    """128 images per phase at batch 32: steps 5-8 fade in the 8 x 8 level; stopping at step 6 and resuming to 12
+    gives the weights, EMA weights and phase of an uninterrupted run of 12."""
+    _train(tmp_path / "a", 12)
+    _train(tmp_path / "b", 6)
+    b = load_tensors(tmp_path / "b" / "model.safetensors")
+    assert float(b["images_seen"]) == 192 and schedule(192, 128, 2) == (1, 0.5)  # stopped mid-fade
+    _train(tmp_path / "b", 12)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_tensors(tmp_path / "a" / name), load_tensors(tmp_path / "b" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert math.isclose(float(a["images_seen"]), 384)
