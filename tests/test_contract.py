@@ -45,6 +45,8 @@ VARIANTS = [
     ("dcgan", {"fc": 16}),  # InfoGAN-style fully connected layers in G and D
     ("dcgan", {"fc": 16, "norm": "layer"}),  # ... with layer norm in D (what wgan-gp uses)
     ("ddpm", {"conditional": True, "prediction": "v"}),
+    ("stylegan", {"style": "adain"}),  # StyleGAN's AdaIN in place of StyleGAN2's modulation
+    ("stylegan", {"pl_weight": 2.0}),  # the path length regulariser's extra backward
 ]
 
 

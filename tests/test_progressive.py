@@ -1,5 +1,6 @@
-"""ProGAN and its layers: the phase schedule, the fade-in at alpha 0 and 1 in G and D, equalised learning-rate
-layers, the minibatch standard deviation, and a run killed mid-fade that resumes bit for bit."""
+"""ProGAN and StyleGAN and their layers: the phase schedule, the fade-in at alpha 0 and 1 in G and D, equalised
+learning-rate layers, the minibatch standard deviation, a run killed mid-fade that resumes bit for bit; StyleGAN's
+demodulation, truncation, style mixing, noise inputs, and its figures and --truncation from the command line."""
 from __future__ import annotations
 
 import math
@@ -101,3 +102,69 @@ def test_a_run_stopped_mid_fade_resumes_bit_for_bit(tmp_path):
         a, b = load_tensors(tmp_path / "a" / name), load_tensors(tmp_path / "b" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert math.isclose(float(a["images_seen"]), 384)
+
+
+# ---------------------------------------------------------------- StyleGAN
+def stylegan(**over):
+    cfg = registry.get("stylegan").config_cls(**{"latent_dim": 8, "fmap_base": 32, "fmap_max": 8,
+                                                 "mapping_layers": 2, **over})
+    torch.manual_seed(0)
+    m = registry.build("stylegan", cfg, DataInfo(1, 16, 16, range="-11")).eval()
+    with torch.no_grad():
+        m.w_avg.normal_()  # as if trained: a mean w away from the origin
+    return m
+
+
+@torch.no_grad()
+def test_demodulated_weights_have_unit_norm_per_output_channel():
+    m = stylegan()
+    conv = m.synthesis.convs[1]
+    wt = conv.modulated_weight(torch.randn(3, 8))
+    assert wt.shape == (3, *conv.weight.shape)
+    assert torch.allclose(wt.pow(2).sum((2, 3, 4)), torch.ones(3, conv.weight.shape[0]), atol=1e-4)
+    rgb = m.synthesis.to_rgb[0].modulated_weight(torch.randn(3, 8))  # toRGB: modulated, not demodulated
+    assert not torch.allclose(rgb.pow(2).sum((2, 3, 4)), torch.ones(3, 1), atol=1e-2)
+
+
+@torch.no_grad()
+def test_truncation_zero_gives_one_image_for_every_z():
+    m = stylegan()
+    noise = [v.expand(4, -1, -1, -1) for v in m.noise(1, torch.Generator().manual_seed(0))]
+    z = torch.randn(4, 8)
+    same = m.synthesize(m.broadcast(m.map(z, 0.0)), noise)
+    assert torch.allclose(same, same[:1].expand_as(same), atol=1e-5)
+    assert not torch.allclose(*m.synthesize(m.broadcast(m.map(z, 1.0)), noise)[:2])
+
+
+@torch.no_grad()
+def test_style_mixing_with_one_w_twice_is_no_mixing():
+    m = stylegan()
+    w1, w2 = m.map(torch.randn(3, 8)), m.map(torch.randn(3, 8))
+    cut = torch.tensor([1, 3, 5])
+    assert torch.equal(m.mix(w1, w1, cut), m.broadcast(w1))
+    mixed = m.mix(w1, w2, cut)
+    k = m.synthesis.num_ws
+    assert torch.equal(mixed[1, :3], w1[1].expand(3, -1)) and torch.equal(mixed[1, 3:], w2[1].expand(k - 3, -1))
+
+
+@torch.no_grad()
+def test_noise_changes_the_details_not_the_image():
+    m = stylegan()
+    for conv in m.synthesis.convs:
+        conv.noise_strength.fill_(0.5)
+    ws = m.broadcast(m.map(torch.randn(1, 8))).expand(2, -1, -1)
+    a = m.synthesize(ws)
+    assert not torch.equal(a[0], a[1])  # different noise draws, different pixels
+    quiet = [None] * len(m.synthesis.convs)
+    assert torch.equal(*m.synthesize(ws, quiet))  # no noise: one image
+
+
+def test_stylegan_figures_and_truncation_from_the_command_line(tmp_path):
+    run = tmp_path / "sg"
+    assert main(["train", "stylegan", "--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "16",
+                 "--set", "model.latent_dim=8", "--set", "model.fmap_base=16", "--set", "model.fmap_max=8",
+                 "--set", "model.mapping_layers=2", "--out", str(run), "--quiet"]) == 0
+    for name in ("style_mixing.png", "truncation.png", "noise.png", "epoch_0001.png"):
+        assert (run / "samples" / name).is_file(), name
+    assert main(["sample", str(run), "-n", "4", "--truncation", "0.5", "-o", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", str(run), "-n", "4", "--truncation", "1.5", "-o", str(tmp_path / "t.png")]) == 2

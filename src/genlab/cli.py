@@ -80,6 +80,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
+    p.add_argument("--truncation", type=float, help="stylegan: psi of the truncation trick, 0 (the mean w) .. 1 (none)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: DDIM, or ancestral DDPM over all T steps")
     p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)")
     p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like")
@@ -227,7 +228,7 @@ def _export(images, cfg, fmt: str, path: Path) -> Path:
 
 # `genlab sample` options that only some models' `sample` accepts, and which models those are
 SAMPLING_OPTIONS = {"temperature": "flows", "sampler": "diffusion models", "steps": "diffusion models",
-                    "eta": "diffusion models", "guidance": "diffusion models"}
+                    "eta": "diffusion models", "guidance": "diffusion models", "truncation": "stylegan"}
 
 
 def cmd_sample(a) -> int:

@@ -126,3 +126,45 @@ def save_npz(images: torch.Tensor, path: str | Path) -> Path:
 
     atomic_write(path, write)
     return path
+
+
+@torch.no_grad()
+def stylegan_figures(model, out: Path, generator: torch.Generator | None = None, n: int = 5) -> list[Path]:
+    """StyleGAN's three figures, in the data range's [0, 1] view:
+    style_mixing.png  rows of n source-A images; in each block the A image takes the coarse (first third of the
+                      layers), middle or fine (last third) styles of each of n source-B images (the top row);
+    truncation.png    n latents (rows) at psi = 0, 0.25, 0.5, 0.75, 1 (columns): psi = 0 is the mean w's image;
+    noise.png         one w under n noise draws, then the per-pixel standard deviation over 32 draws (scaled
+                      to its maximum): where the noise acts."""
+    from .data.transforms import as_unit
+
+    def view(x):
+        return as_unit(model.finish(x), model.info.range)
+
+    out.mkdir(parents=True, exist_ok=True)
+    scale = upscale_for_display(model.info.height)
+    k = model.synthesis.num_ws
+    wa, wb = model.map(model.prior(n, generator)), model.map(model.prior(n, generator))
+    noise = [v[:1].expand(n, -1, -1, -1) for v in model.noise(1, generator)]  # one draw for every image
+    img_a = view(model.synthesize(model.broadcast(wa), noise))
+    img_b = view(model.synthesize(model.broadcast(wb), noise))
+    blank = torch.ones_like(img_a[:1])
+    rows, labels = [torch.cat([blank, img_b])], ["B"]
+    for name, (lo, hi) in (("coarse", (0, k // 3)), ("middle", (k // 3, 2 * k // 3)), ("fine", (2 * k // 3, k))):
+        for i in range(n):
+            ws = model.broadcast(wa[i : i + 1].expand(n, -1)).clone()
+            ws[:, lo:hi] = wb[:, None]  # the B images' styles on these layers
+            rows.append(torch.cat([img_a[i : i + 1], view(model.synthesize(ws, noise))]))
+            labels.append(f"{name} from B" if i == 0 else "")
+    paths = [save_grid(torch.cat(rows), out / "style_mixing.png", nrow=n + 1, scale=scale, row_labels=labels)]
+    psis = (0.0, 0.25, 0.5, 0.75, 1.0)
+    z = model.prior(n, generator)
+    cols = [view(model.synthesize(model.broadcast(model.map(z, psi)), noise)) for psi in psis]
+    paths.append(save_grid(torch.stack(cols, 1).flatten(0, 1), out / "truncation.png", nrow=len(psis), scale=scale,
+                           row_labels=[f"psi {', '.join(f'{p:g}' for p in psis)}"] + [""] * (n - 1)))
+    ws = model.broadcast(model.map(model.prior(1, generator)).expand(32, -1))
+    draws = view(model.synthesize(ws, generator=generator))  # 32 noise draws of one w
+    std = draws.std(0, keepdim=True)
+    std = std / std.max().clamp_min(1e-12)
+    paths.append(save_grid(torch.cat([draws[:n], std]), out / "noise.png", nrow=n + 1, scale=scale))
+    return paths

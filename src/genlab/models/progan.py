@@ -107,10 +107,13 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, channels: list[int], in_channels: int, mbstd_group: int):
+    """ProGAN's D; with `grow` off (StyleGAN's use) it has a fromRGB layer at the full resolution only."""
+
+    def __init__(self, channels: list[int], in_channels: int, mbstd_group: int, grow: bool = True):
         super().__init__()
         c0 = channels[0]
-        self.from_rgb = nn.ModuleList([EqualizedConv2d(in_channels, c, 1) for c in channels])
+        self.from_rgb = nn.ModuleList([EqualizedConv2d(in_channels, c, 1) if grow or i == len(channels) - 1
+                                       else nn.Identity() for i, c in enumerate(channels)])
         self.blocks = nn.ModuleList([nn.ModuleList()])  # level 0 is the final block below
         for c_prev, c in zip(channels, channels[1:]):
             self.blocks.append(nn.ModuleList([EqualizedConv2d(c, c, 3), EqualizedConv2d(c, c_prev, 3)]))
