@@ -168,3 +168,48 @@ def test_stylegan_figures_and_truncation_from_the_command_line(tmp_path):
         assert (run / "samples" / name).is_file(), name
     assert main(["sample", str(run), "-n", "4", "--truncation", "0.5", "-o", str(tmp_path / "s.png")]) == 0
     assert main(["sample", str(run), "-n", "4", "--truncation", "1.5", "-o", str(tmp_path / "t.png")]) == 2
+
+
+# ---------------------------------------------------------------- perceptual path length
+def test_slerp_rows_ends_and_keeps_the_norm():
+    from genlab.metrics.ppl import slerp_rows
+
+    a, b = torch.randn(5, 16), torch.randn(5, 16)
+    assert torch.allclose(slerp_rows(a, b, torch.zeros(5)), a, atol=1e-5)
+    assert torch.allclose(slerp_rows(a, b, torch.ones(5)), b, atol=1e-4)
+    b = a * 3  # same direction: the norm moves linearly
+    assert torch.allclose(slerp_rows(a, b, torch.full((5,), 0.5)), 2 * a, atol=2e-3)
+
+
+def test_path_length_of_a_generator_that_ignores_z_is_zero():
+    from genlab.metrics.ppl import generator_for, path_lengths, trimmed_mean
+
+    class Constant(torch.nn.Module):
+        info = DataInfo(1, 8, 8, range="-11")
+
+        def prior(self, n, generator=None):
+            return torch.randn(n, 4, generator=generator)
+
+        def decode(self, z):  # the same image whatever z
+            return torch.linspace(-1, 1, 64).view(1, 1, 8, 8).expand(len(z), -1, -1, -1) + 0 * z[:, :1, None, None]
+
+    m = Constant()
+    g = torch.Generator().manual_seed(0)
+    d = path_lengths(m, generator_for(m, "z"), "z", 50, False, lambda x: x.flatten(1), 20, g)
+    assert d.shape == (50,) and (d == 0).all()
+    assert trimmed_mean(torch.cat([torch.ones(98), torch.tensor([1e9, -1e9])]).numpy()) == 1.0
+
+
+def test_ppl_in_z_and_w_from_genlab_eval(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "sg"
+    assert main(["train", "stylegan", "--data", "mnist", "--limit", "64", "--epochs", "1", "--batch-size", "16",
+                 "--set", "model.latent_dim=8", "--set", "model.fmap_base=16", "--set", "model.fmap_max=8",
+                 "--set", "model.mapping_layers=2", "--set", "train.samples=0", "--out", str(run), "--quiet"]) == 0
+    assert main(["eval", str(run), "--metrics", "ppl", "--n", "64", "--quiet"]) == 0
+    rec = json.loads((run / "eval.json").read_text())
+    ppl = next(v for k, v in rec.items() if k.startswith("ppl"))
+    for key in ("ppl_z_full", "ppl_z_end", "ppl_w_full", "ppl_w_end"):
+        assert math.isfinite(ppl[key]) and ppl[key] > 0, key
+    assert "not LPIPS" in ppl["protocol"]["distance"] and ppl["protocol"]["epsilon"] == 1e-4

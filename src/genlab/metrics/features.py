@@ -50,8 +50,13 @@ class Extractor:
     batch_size: int = 64
     precision: str = "fp32"  # fp32 | bf16 (autocast): part of the cache key, since features move with it
 
+    exact: bool = False  # skip the 8-bit quantisation (path lengths measure differences far below one level)
+
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _levels(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0, 1) if self.exact else quantize(x)
 
     def check_shape(self, shape: tuple[int, ...], setting: str = "--features") -> None:
         """UserError unless this extractor takes images of shape (C, H, W); `setting` is where the user names
@@ -96,7 +101,7 @@ class Extractor:
 
 class InceptionExtractor(Extractor):
     def _prepare(self, x):
-        x = quantize(x)
+        x = self._levels(x)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey -> RGB
         x = F.interpolate(x, size=(INCEPTION_SIDE, INCEPTION_SIDE), mode="bicubic", antialias=True,
@@ -107,7 +112,7 @@ class InceptionExtractor(Extractor):
 
 class DomainExtractor(Extractor):
     def _prepare(self, x):
-        x = quantize(x)
+        x = self._levels(x)
         return x * 2 - 1 if self.net.info.range == "-11" else x
 
 
