@@ -379,8 +379,8 @@ def test_cyclegan_between_two_sources_from_the_command_line(tmp_path, capsys):
     np.savez(tmp_path / "inv.npz", x_train=inverted, x_test=inverted[:16])
     run = tmp_path / "cyc"
     code, out, err = run_cli(capsys, "train", "cyclegan", "--data", "digits",
-                             "--set", f"data.target=npz:{tmp_path / 'inv.npz'}", "--limit", "128", "--epochs", "1", "--set", "model.width=8", "--set", "model.blocks=1",
-                             "--out", run, "--quiet")
+                             "--set", f"data.target=npz:{tmp_path / 'inv.npz'}", "--limit", "128", "--epochs", "1",
+                             "--set", "model.width=8", "--set", "model.blocks=1", "--out", run, "--quiet")
     assert code == 0, err
     assert (run / "samples" / "epoch_0001.png").is_file()
     code, out, err = run_cli(capsys, "translate", run, "-n", "6", "--to", "1")
@@ -389,3 +389,70 @@ def test_cyclegan_between_two_sources_from_the_command_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "cyclegan", "--data", "digits", "--set", "model.domains=3|12",
                            "--out", tmp_path / "bad", "--quiet")
     assert code == 2 and "set data.target" in err
+
+
+# ---------------------------------------------------------------- paired sources
+def _png(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _pair_images(n: int, seed: int = 0):
+    """n grey 8x8 targets and their inputs (the targets inverted)."""
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+    return 255 - b, b
+
+
+def test_side_by_side_pairs_load_as_stacked_channels(tmp_path):
+    from genlab.data import load
+
+    a, b = _pair_images(6)
+    for i in range(6):
+        _png(tmp_path / "sbs" / ("train" if i < 4 else "test") / f"{i}.png", np.concatenate([a[i], b[i]], axis=1))
+    s = load(f"pairs:{tmp_path / 'sbs'}")
+    assert s.train.paired and s.train.images.shape == (4, 2, 8, 8) and len(s.test) == 2
+    assert np.array_equal(s.train.images[0, 0].numpy(), a[0]) and np.array_equal(s.train.images[0, 1].numpy(), b[0])
+
+
+@pytest.mark.parametrize("case, says", [("names", "same image names"), ("sizes", "share one size"),
+                                        ("odd", "even width"), ("missing", "does not exist")])
+def test_pair_readers_refuse_mismatches_in_one_sentence(tmp_path, capsys, case, says):
+    a, b = _pair_images(2)
+    for i in range(2):
+        _png(tmp_path / "A" / f"{i}.png", a[i])
+        _png(tmp_path / "B" / f"{i if case != 'names' else i + 5}.png", b[i] if case != "sizes" else b[i][:6])
+    _png(tmp_path / "odd" / "0.png", np.zeros((8, 9), np.uint8))
+    spec = {"odd": f"pairs:{tmp_path / 'odd'}", "missing": f"pairs:{tmp_path / 'A'},{tmp_path / 'nowhere'}"}.get(
+        case, f"pairs:{tmp_path / 'A'},{tmp_path / 'B'}")
+    code, _, err = run_cli(capsys, "train", "pix2pix", "--data", spec, "--set", "model.pair=source",
+                           "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and says in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_pix2pix_learns_from_a_paired_source_and_others_refuse_it(tmp_path, capsys):
+    a, b = _pair_images(64)
+    for i in range(64):
+        _png(tmp_path / "A" / f"{i:02d}.png", a[i])
+        _png(tmp_path / "B" / f"{i:02d}.png", b[i])
+    spec = f"pairs:{tmp_path / 'A'},{tmp_path / 'B'}"
+    code, _, err = run_cli(capsys, "train", "vae", "--data", spec, "--out", tmp_path / "vae", "--quiet")
+    assert code == 2 and "only image-to-image models" in err
+    code, _, err = run_cli(capsys, "train", "pix2pix", "--data", spec, "--out", tmp_path / "p", "--quiet")
+    assert code == 2 and "model.pair=source" in err
+    run = tmp_path / "p2p"
+    code, _, err = run_cli(capsys, "train", "pix2pix", "--data", spec, "--set", "model.pair=source", "--epochs", "3",
+                           "--batch-size", "16", "--set", "model.width=8", "--out", run, "--quiet")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "translate", run, "-n", "16", "-o", tmp_path / "t")
+    assert code == 0, err
+    rec = json.loads((tmp_path / "t" / "scores.json").read_text())
+    assert rec["protocol"]["inputs"] == "the source's own pairs" and rec["scores"]["output"]["psnr_db"] > 0
+    # the user's own inputs: one image, not a pair
+    np.savez(tmp_path / "in.npz", x=a[:3])
+    code, _, err = run_cli(capsys, "translate", run, "--input", f"npz:{tmp_path / 'in.npz'}", "--as-input",
+                           "-o", tmp_path / "u")
+    assert code == 0, err
+    assert len(list((tmp_path / "u" / "outputs").glob("*.png"))) == 3

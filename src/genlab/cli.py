@@ -320,10 +320,11 @@ def cmd_translate(a) -> int:
     source = cfg if a.input is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=a.input))
     check_memory(f"-n {a.n}", 64 * a.n * cfg.info.dim, "translate fewer images per call")
     x, _ = _first_batch(source, a.split, a.n, _device(model))
-    if tuple(x.shape[1:]) != cfg.info.shape:
+    want = (model.channels, *cfg.info.shape[1:]) if paired and a.as_input else cfg.info.shape  # inputs, or pairs
+    if tuple(x.shape[1:]) != tuple(want):
         raise UserError(f"the images of '{source.data.source}' are {' x '.join(map(str, x.shape[1:]))} after the "
-                        f"run's data settings, and the model translates {' x '.join(map(str, cfg.info.shape))} "
-                        f"images; give images of that size (or channels)")
+                        f"run's data settings, and the model takes {' x '.join(map(str, want))}; give images of "
+                        f"that size and channels")
     out = Path(a.output) if a.output else Path(a.run) / "translate"
     (_translate_paired if paired else _translate_domains)(a, model, cfg, source, x, out)
     return 0
@@ -342,7 +343,7 @@ def _translate_paired(a, model, cfg, source, x, out: Path) -> None:
         if a.as_input:
             inputs, targets = x, None
         else:
-            inputs, targets = model.make_input(x, torch.Generator(x.device).manual_seed(a.seed)), x
+            inputs, targets = model.pair_of(x, torch.Generator(x.device).manual_seed(a.seed))
         outputs = torch.cat([model.translate(inputs[i : i + 256], noise=a.noise) for i in range(0, len(x), 256)])
     folder = save_png_dir(to_unit(outputs, cfg.info), out / "outputs")
     m = min(12, len(x))
@@ -357,7 +358,8 @@ def _translate_paired(a, model, cfg, source, x, out: Path) -> None:
               "output": reconstruction_scores(targets, outputs, cfg.info.range)}
     files.write_json(out / "scores.json", {"scores": scores, "protocol": {
         "source": source.data.source, "split": a.split, "n": len(x), "noise": a.noise, "seed": a.seed,
-        "inputs": f"the targets through {cfg.model_cfg.pair} at level {model.level:g}",
+        "inputs": "the source's own pairs" if cfg.info.paired else
+                  f"the targets through {cfg.model_cfg.pair} at level {model.level:g}",
         "scale": "pixels in [0, 1]; PSNR per image, capped, averaged; SSIM per image (Wang et al. 2004)"}})
     for name, sc in scores.items():
         print(f"{name:7s} against the targets: PSNR {sc['psnr_db']:.2f} dB, SSIM {sc['ssim']:.4f}, "

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.corruptions import LEVELS, corrupt
+from ..data.corruptions import CORRUPTIONS, LEVELS, corrupt
 from ..data.transforms import RANGES
 from ..errors import UserError, unknown
 from .reduce import PSNR_CAP_DB, reconstruction_scores
@@ -157,9 +157,10 @@ def classical(c: Corrupted) -> tuple[str, torch.Tensor] | None:
 
 # ---------------------------------------------------------------- restoration by a model
 def paired(model) -> bool:
-    """A paired image-to-image model (pix2pix): `translate(x)` maps the inputs it was trained on, which it makes
-    from clean images with `make_input`, to clean images."""
-    return hasattr(model, "translate") and hasattr(model, "make_input")
+    """An image-to-image model trained on a corruption (pix2pix): `translate(x)` maps the inputs it was trained on,
+    which it makes from clean images with `make_input`, to clean images."""
+    return hasattr(model, "translate") and hasattr(model, "make_input") and \
+        getattr(model.cfg, "pair", None) in CORRUPTIONS
 
 
 def pick_method(model, kind: str | None = None, method: str = "auto") -> str:

@@ -18,6 +18,7 @@ class ImageSet:
     images: torch.Tensor  # uint8, N x C x H x W
     labels: torch.Tensor | None = None  # int64, N
     classes: list[str] | None = None  # class names, index = label
+    paired: bool = False  # each image is an (input, target) pair: channels [0, C/2) the input, [C/2, C) the target
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -48,7 +49,7 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return ImageSet(self.images[:n], labels, self.classes)
+        return ImageSet(self.images[:n], labels, self.classes, self.paired)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class DataInfo:
     binarized: str = "none"  # none | dynamic | static
     num_train: int = 0  # training images (models with one parameter per image, e.g. GLO, need it)
     dequantized: bool = False  # 8-bit levels spread by uniform noise (densities); discrete models refuse it
+    paired: bool = False  # (input, target) pairs stacked on the channels (pairs:DIR): image-to-image models only
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -374,6 +374,70 @@ def folder(path: Path) -> Splits:
     return Splits(sets[0], sets[1] if len(sets) > 1 else None, f"folder:{path}")
 
 
+# ---------------------------------------------------------------------------------------------- pairs
+def _split_dirs(path: Path) -> list[Path]:
+    """DIR/train and DIR/test (or DIR/val) when present, else DIR alone."""
+    test = next((path / n for n in ("test", "val") if (path / n).is_dir()), None)
+    return [path / "train", test] if (path / "train").is_dir() and test is not None else [path]
+
+
+def _pair_set(a: list[np.ndarray], b: list[np.ndarray]) -> ImageSet:
+    """Inputs and targets stacked on the channels (both grey, or both RGB): N x 2C x H x W."""
+    if any(p.ndim == 3 for p in a + b):
+        a, b = ([p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in side] for side in (a, b))
+    x = _image_set([np.concatenate([p, q], axis=-1) if p.ndim == 3 else np.stack([p, q], -1)
+                    for p, q in zip(a, b)], None, []).images
+    return ImageSet(x, paired=True)
+
+
+def _side_by_side(folder: Path) -> ImageSet:
+    files = _image_files(folder)
+    if not files:
+        raise UserError(f"'{folder}' holds no images (pairs:DIR wants images whose left half is the input and right "
+                        f"half the target)")
+    pixels = _load_images(files)
+    width = pixels[0].shape[1]
+    if width % 2:
+        raise UserError(f"'{files[0]}' is {width} px wide: a side-by-side pair needs an even width (input | target)")
+    return _pair_set([p[:, : width // 2] for p in pixels], [p[:, width // 2 :] for p in pixels])
+
+
+def _same_names(a_dir: Path, b_dir: Path) -> ImageSet:
+    a_files, b_files = _image_files(a_dir), _image_files(b_dir)
+    names_a, names_b = {f.stem for f in a_files}, {f.stem for f in b_files}
+    if names_a != names_b:
+        only = sorted(names_a ^ names_b)[0]
+        side = a_dir if only in names_a else b_dir
+        raise UserError(f"'{a_dir}' and '{b_dir}' must hold the same image names: '{only}' is only in '{side}'")
+    if not a_files:
+        raise UserError(f"'{a_dir}' holds no images")
+    b_by_name = {f.stem: f for f in b_files}
+    a_px, b_px = _load_images(a_files), _load_images([b_by_name[f.stem] for f in a_files])
+    if a_px[0].shape[:2] != b_px[0].shape[:2]:
+        (h, w), (h2, w2) = a_px[0].shape[:2], b_px[0].shape[:2]
+        raise UserError(f"inputs in '{a_dir}' are {w}x{h} but targets in '{b_dir}' are {w2}x{h2}: a pair must "
+                        f"share one size")
+    return _pair_set(a_px, b_px)
+
+
+@user("pairs", "paired images for pix2pix: side-by-side input|target images in a folder, or pairs:A_DIR,B_DIR")
+def pairs(path: Path) -> Splits:
+    """(input, target) pairs, stacked on the channels. `pairs:DIR`: images whose left half is the input and right
+    half the target (the pix2pix datasets' format), in DIR or in DIR/train and DIR/test (or DIR/val).
+    `pairs:A_DIR,B_DIR`: same-named images in two folders (inputs, targets), each with the same split layout."""
+    parts = [Path(p).expanduser() for p in str(path).split(",")]
+    if len(parts) > 2 or not all(p.is_dir() for p in parts):
+        raise UserError(f"pairs: takes a folder of side-by-side images or two folders A_DIR,B_DIR, got '{path}'")
+    if len(parts) == 1:
+        sets = [_side_by_side(d) for d in _split_dirs(parts[0])]
+    else:
+        a_dirs, b_dirs = _split_dirs(parts[0]), _split_dirs(parts[1])
+        if len(a_dirs) != len(b_dirs):
+            raise UserError(f"'{parts[0]}' and '{parts[1]}' must both have train/ and test/ folders, or neither")
+        sets = [_same_names(a, b) for a, b in zip(a_dirs, b_dirs)]
+    return Splits(sets[0], sets[1] if len(sets) > 1 else None, f"pairs:{path}")
+
+
 # ---------------------------------------------------------------------------------------------- npz
 
 _NPZ_KEYS = (("x_train", "y_train", "x_test", "y_test"), ("images", "labels", None, None), ("x", "y", None, None))

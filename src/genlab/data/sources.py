@@ -1,4 +1,5 @@
-"""Named data sources: `mnist`, `digits`, and user files `idx:DIR`, `cifar:DIR`, `folder:DIR`, `npz:FILE`.
+"""Named data sources: `mnist`, `digits`, and user files `idx:DIR`, `cifar:DIR`, `folder:DIR`, `npz:FILE`,
+`pairs:DIR` (or `pairs:A_DIR,B_DIR`).
 
 A source is a function returning `Splits` of uint8 images. Built-in sources are looked up by name,
 user sources by the prefix before the colon; both tables are registries (data/registry.py), extended with
@@ -36,8 +37,9 @@ def load(spec: str) -> Splits:
         if not path:
             raise UserError(f"--data {prefix}: needs a path after the colon, e.g. {prefix}:/path/to/data")
         p = Path(path).expanduser()
-        if not p.exists():
-            raise UserError(f"data path '{p}' does not exist")
+        for part in path.split(",") if prefix == "pairs" else [path]:  # pairs:A_DIR,B_DIR names two folders
+            if not Path(part).expanduser().exists():
+                raise UserError(f"data path '{Path(part).expanduser()}' does not exist")
         splits = USER[prefix][0](p)
     elif spec in BUILTIN:
         splits = BUILTIN[spec][0]()

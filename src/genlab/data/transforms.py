@@ -55,8 +55,9 @@ def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
     # the resize runs on float32 copies of the whole set
     check_memory(f"data.resize={cfg.resize}, data.pad={cfg.pad} ({n:,} images of {c} x {side_h} x {side_w})",
                  n * c * side_h * side_w * (4 if cfg.resize else 1), "lower data.resize or data.pad, or data.limit")
-    if cfg.grayscale and x.shape[1] > 1:
-        x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
+    if cfg.grayscale and x.shape[1] > (2 if images.paired else 1):
+        halves = x.chunk(2, 1) if images.paired else (x,)  # a pair's input and target each turn grey
+        x = torch.cat([h.float().mean(1, keepdim=True).round().to(torch.uint8) for h in halves], 1)
     if cfg.resize:
         x = F.interpolate(x.float(), size=(cfg.resize, cfg.resize), mode="bilinear", antialias=True, align_corners=False)
         x = x.round().clamp(0, 255).to(torch.uint8)
@@ -65,7 +66,7 @@ def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
     if cfg.binarize == "static":
         g = torch.Generator().manual_seed(STATIC_BINARIZATION_SEED)
         x = (torch.rand(x.shape, generator=g) < x.float() / 255).to(torch.uint8) * 255
-    return ImageSet(x, images.labels, images.classes)
+    return ImageSet(x, images.labels, images.classes, images.paired)
 
 
 class Pipeline:
@@ -105,4 +106,4 @@ def info_for(images: ImageSet, cfg: DataConfig, *others: ImageSet | None) -> Dat
     test split may hold a class the training images lack)."""
     c, h, w = images.shape
     classes = max(s.num_classes for s in (images, *others) if s is not None)
-    return DataInfo(c, h, w, classes, cfg.range, cfg.binarize, len(images), cfg.dequantize)
+    return DataInfo(c, h, w, classes, cfg.range, cfg.binarize, len(images), cfg.dequantize, images.paired)

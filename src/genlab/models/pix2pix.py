@@ -9,8 +9,10 @@ G maximises log D(a, G(a)) (the non-saturating form) and D's objective is halved
 of a conditional GAN is the dropout of G's innermost decoder layers, which the paper keeps at test time:
 `translate(a, noise=True)` does the same; by default `translate` is deterministic (PyTorch's eval mode).
 
-Pairs: every training image is the target b, and the input a is made from it by one of the corruptions of
-`genlab.data.corruptions` (model.pair): edges -> image, gray -> colour (colourisation), block -> image
+Pairs: from the data (model.pair = source), a paired source such as `pairs:DIR` (side-by-side input|target
+images, the pix2pix datasets' format) or `pairs:A_DIR,B_DIR` (model.reverse translates target -> input); or
+made from any source: every training image is the target b, and the input a is made from it by one of the
+corruptions of `genlab.data.corruptions`: edges -> image, gray -> colour (colourisation), block -> image
 (inpainting), downsample -> image (super-resolution), blur -> image (deblurring), or the noises (denoising).
 """
 from __future__ import annotations
@@ -38,7 +40,8 @@ PIX2PIX_DEFAULTS = {"data": {"range": "-11"},
 
 @dataclass
 class Pix2PixConfig:
-    pair: str = "edges"  # how the input a is made from each image b: a corruption (edges, gray, block, downsample, ...)
+    pair: str = "edges"  # source (the data's pairs, pairs:DIR) or the corruption that makes a from b (edges, gray, ...)
+    reverse: bool = False  # with pair=source: translate target -> input (the pix2pix datasets' BtoA)
     level: float = 0.0  # the corruption's knob in (0, 1]; 0 = its default (edges 0.25, downsample 0.75: 4x, ...)
     width: int = 64  # channels of G's and D's first layer, doubling per level up to 8 x
     patch_layers: int = 0  # D's stride-2 layers (patch side 16, 34, 70, ... px); 0 = patches of at most half the image
@@ -48,8 +51,8 @@ class Pix2PixConfig:
     norm: str = "batch"  # batch | instance | none, in G and D
 
     def validate(self) -> None:
-        if self.pair not in CORRUPTIONS:
-            raise unknown("pair corruption (model.pair)", self.pair, CORRUPTIONS)
+        if self.pair != "source" and self.pair not in CORRUPTIONS:
+            raise unknown("pair (model.pair)", self.pair, ["source", *CORRUPTIONS])
         if not 0 <= self.level <= 1:
             raise UserError(f"model.level must lie in [0, 1] (0 = the corruption's default), got {self.level}")
         check_positive("model.width", self.width)
@@ -63,15 +66,22 @@ class Pix2PixConfig:
 
 @register("pix2pix", Pix2PixConfig, PIX2PIX_DEFAULTS)
 class Pix2Pix(DiscriminatorHealth, nn.Module):
-    """pix2pix: U-Net generator, PatchGAN on (input, output) pairs, cGAN + 100 L1; inputs made by a corruption."""
+    """pix2pix: U-Net generator, PatchGAN on (input, output) pairs, cGAN + 100 L1; pairs from data or a corruption."""
+
+    takes_pairs = True
 
     def __init__(self, cfg: Pix2PixConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info
-        if cfg.pair == "gray" and info.channels < 2:
-            raise UserError("model.pair=gray (colourisation) needs colour images, and these have one channel")
+        if info.paired != (cfg.pair == "source"):
+            raise UserError("the data are (input, target) pairs: set model.pair=source" if info.paired else
+                            "model.pair=source takes a paired source (pairs:DIR or pairs:A_DIR,B_DIR)")
         c, h, w = info.shape
-        self.level = cfg.level or LEVELS[cfg.pair]
+        c = c // 2 if info.paired else c  # a pair stacks input and target on the channels
+        if cfg.pair == "gray" and c < 2:
+            raise UserError("model.pair=gray (colourisation) needs colour images, and these have one channel")
+        self.channels = c
+        self.level = cfg.level or LEVELS.get(cfg.pair, 0.0)
         self.G = UNetGenerator(c, c, h, w, cfg.width, cfg.dropout, cfg.norm)
         layers = cfg.patch_layers or auto_patch_layers(min(h, w))
         check_patch_fits("pix2pix", h, w, layers)
@@ -82,7 +92,17 @@ class Pix2Pix(DiscriminatorHealth, nn.Module):
     # ------------------------------------------------------------ capabilities
     def make_input(self, b: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The input a of each target image b: the model's corruption at its level; B x C x H x W, same shape."""
+        if self.cfg.pair == "source":
+            raise UserError("this pix2pix learnt pairs from its data, not a corruption: give it inputs "
+                            "(genlab translate --as-input) or a paired source")
         return corrupt(self.cfg.pair, b, self.level, self.info.range, generator)
+
+    def pair_of(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input a, target b) of a batch: the halves of stacked pairs, or the images and their corruption."""
+        if not self.info.paired:
+            return self.make_input(x, generator), x
+        a, b = x[:, : self.channels], x[:, self.channels :]
+        return (b, a) if self.cfg.reverse else (a, b)
 
     def translate(self, a: torch.Tensor, noise: bool = False) -> torch.Tensor:
         """G(a) in the data range; with `noise` the dropout stays on, as the paper samples."""
@@ -99,9 +119,9 @@ class Pix2Pix(DiscriminatorHealth, nn.Module):
     def preview_count(self, samples: int) -> int:
         return max(1, samples // 3)
 
-    def preview_grid(self, b: torch.Tensor, y, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    def preview_grid(self, x: torch.Tensor, y, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """The trainer's epoch grid: input, output and target side by side, about as many rows as columns."""
-        a = self.make_input(b, generator)
+        a, b = self.pair_of(x, generator)
         return torch.stack([a, self.translate(a), b], 1).flatten(0, 1), 3 * max(1, round((len(b) / 3) ** 0.5))
 
     def patch_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,14 +138,13 @@ class Pix2Pix(DiscriminatorHealth, nn.Module):
         l1 = (fake - b).abs().mean()
         return {"loss": adv + self.cfg.l1_weight * l1, "loss_g_adv": adv, "l1": l1}
 
-    def losses(self, b: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """G's objective on targets b (their inputs made here), for the test curve."""
-        a = self.make_input(b)
+    def losses(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """G's objective on a batch of pairs (or of targets, their inputs made here), for the test curve."""
+        a, b = self.pair_of(x)
         return self.generator_terms(a, b, self.link(self.G(a)))
 
     def train_step(self, batch, opts, step: int) -> dict[str, torch.Tensor]:
-        b = batch[0]
-        a = self.make_input(b)
+        a, b = self.pair_of(batch[0])
         fake = self.link(self.G(a))
         real_out, fake_out = self.patch_logits(a, b), self.patch_logits(a, fake.detach())
         loss_d = 0.5 * d_loss(self.cfg.loss, real_out, fake_out)  # the paper halves D's objective

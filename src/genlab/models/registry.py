@@ -97,5 +97,8 @@ def build(name: str, cfg: Any, info: Any):
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()
+    if getattr(info, "paired", False) and not getattr(get(name).model_cls, "takes_pairs", False):
+        raise UserError(f"the data are (input, target) pairs, which only image-to-image models take (pix2pix with "
+                        f"model.pair=source), not '{name}'")
     check_size(name, cfg, info)
     return get(name).model_cls(cfg, info)
