@@ -55,10 +55,13 @@ def batched(fn, *tensors: torch.Tensor, size: int = 500) -> torch.Tensor:
         return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
 
 
-def content_and_realism(images01: torch.Tensor, labels: torch.Tensor, reference01: torch.Tensor) -> dict:
-    """The domain classifier's accuracy for `labels` and the domain FID against the reference images."""
+def content_and_realism(images01: torch.Tensor, labels: torch.Tensor | None, reference01: torch.Tensor) -> dict:
+    """The domain classifier's accuracy for `labels` and the domain FID against the reference images; nothing for
+    images the MNIST classifier cannot take (colour patches)."""
     ext = get_extractor("domain")
-    acc = float((ext.probs(images01).argmax(1) == labels).float().mean())
+    if tuple(images01.shape[1:]) != ext.shape:
+        return {}
+    acc = float((ext.probs(images01).argmax(1) == labels).float().mean()) if labels is not None else float("nan")
     return {"accuracy": acc, "domain_fid": fid_from_features(ext.features(images01), ext.features(reference01))}
 
 
@@ -72,7 +75,8 @@ def pix2pix(args) -> dict:
     model, cfg = load_model(args.run)
     b, y = test_images(cfg, args.n)
     a = model.make_input(b, torch.Generator().manual_seed(0))
-    rows = {"input (bicubic)" if cfg.model_cfg.pair == "downsample" else "input": a,
+    names = {"downsample": "input (bicubic)", "gray": "input (grey)"}
+    rows = {names.get(cfg.model_cfg.pair, "input"): a,
             "pix2pix": batched(model.translate, a)}
     if args.dae:
         dae, dcfg = load_model(args.dae)
