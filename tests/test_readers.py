@@ -451,3 +451,24 @@ def test_npz_corrupt_zip(tmp_path):
     (tmp_path / "d.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(UserError, match="d.npz' is corrupt and cannot be read"):
         readers.npz(tmp_path / "d.npz")
+
+
+def test_class_filters_keep_or_drop_classes_in_both_splits(tmp_path, capsys):
+    from genlab.cli import main
+    from genlab.data import DataConfig, open_splits
+    from genlab.data.transforms import parse_classes
+
+    assert parse_classes("0-2,7") == {0, 1, 2, 7} and parse_classes("") == set()
+    s = open_splits(DataConfig(source="digits", classes="3,8"))
+    assert set(s.train.labels.tolist()) == {3, 8} and set(s.test.labels.tolist()) == {3, 8}
+    assert s.train.num_classes == 10  # labels keep their meaning
+    s = open_splits(DataConfig(source="digits", exclude_classes="0-4"))
+    assert set(s.train.labels.tolist()) == {5, 6, 7, 8, 9}
+    for bad, says in (("data.classes=a", "class numbers"), ("data.classes=4-2", "not a range"),
+                      ("data.classes=42", "no image")):
+        code = main(["train", "vae", "--data", "digits", "--set", bad, "--out", str(tmp_path / "r"), "--quiet"])
+        assert code == 2 and says in capsys.readouterr().err
+    np.savez(tmp_path / "u.npz", x=np.zeros((4, 8, 8), np.uint8))
+    code = main(["train", "vae", "--data", f"npz:{tmp_path / 'u.npz'}", "--set", "data.classes=1",
+                 "--out", str(tmp_path / "u"), "--quiet"])
+    assert code == 2 and "labelled source" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from ..errors import UserError, check_memory, unknown
 from . import readers  # noqa: F401  (registers the user-file sources)
 from .base import ImageSet, Splits
 from .registry import BUILTIN, USER, builtin
+from .transforms import select_classes
 
 
 def describe() -> list[tuple[str, str]]:
@@ -50,9 +51,13 @@ def load(spec: str) -> Splits:
 
 
 def open_splits(cfg) -> Splits:
-    """The splits a run's data settings name (a `DataConfig`): its source, or with `target` set, the two-domain set
-    of unpaired translation (`two_domains`)."""
+    """The splits a run's data settings name (a `DataConfig`): its source, cut to data.classes (or without
+    data.exclude_classes), or with `target` set, the two-domain set of unpaired translation (`two_domains`)."""
     splits = load(cfg.source)
+    if cfg.classes or cfg.exclude_classes:
+        splits = Splits(select_classes(splits.train, cfg, f"'{cfg.source}'"),
+                        select_classes(splits.test, cfg, f"the test split of '{cfg.source}'") if splits.test else None,
+                        splits.name)
     return two_domains(splits, load(cfg.target)) if cfg.target else splits
 
 

@@ -32,18 +32,53 @@ class DataConfig:
     grayscale: bool = False  # average colour channels to one
     limit: int = 0  # 0 = all; else train on the first N images
     target: str = ""  # a second source: two unpaired domains (labels 0 = source, 1 = target) for CycleGAN
+    classes: str = ""  # keep only these classes of a labelled source, e.g. "3" or "0,1,2" or "0-4" (both splits)
+    exclude_classes: str = ""  # ... or drop these (train an anomaly detector on the normal classes)
 
     def validate(self) -> None:
         check_choice("data.range", self.range, tuple(RANGES))
         check_choice("data.binarize", self.binarize, BINARIZE)
         if self.binarize != "none" and self.dequantize:
             raise UserError("data.binarize and data.dequantize exclude each other: binary data has no bins to fill")
+        for name in ("classes", "exclude_classes"):
+            parse_classes(getattr(self, name), f"data.{name}")
+        if self.classes and self.exclude_classes:
+            raise UserError("data.classes and data.exclude_classes exclude each other: give one list")
         if self.target and self.target == self.source:
             raise UserError(f"data.target names the same source as data.source ('{self.source}'): the two domains "
                             f"of unpaired translation must differ")
         for name in ("resize", "pad", "limit"):
             if getattr(self, name) < 0:
                 raise UserError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+
+
+def parse_classes(spec: str, setting: str = "data.classes") -> set[int]:
+    """'3', '0,1,2', '0-4' or '0-2,7' -> the class indices; '' -> none."""
+    out: set[int] = set()
+    for part in (p.strip() for p in str(spec).split(",") if p.strip()):
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise UserError(f"{setting} takes class numbers and ranges such as 3, 0,1,2 or 0-4; got '{spec}'") from None
+        if a < 0 or b < a:
+            raise UserError(f"{setting}: '{part}' is not a range of class numbers (low-high, from 0)")
+        out |= set(range(a, b + 1))
+    return out
+
+
+def select_classes(images: ImageSet | None, cfg: DataConfig, what: str) -> ImageSet | None:
+    """The images of the classes data.classes keeps (or data.exclude_classes leaves); labels stay as they are."""
+    keep, drop = parse_classes(cfg.classes), parse_classes(cfg.exclude_classes, "data.exclude_classes")
+    if images is None or not (keep or drop):
+        return images
+    if images.labels is None:
+        raise UserError(f"data.classes and data.exclude_classes need a labelled source, and {what} has no labels")
+    chosen = keep or set(range(images.num_classes)) - drop
+    mask = torch.isin(images.labels, torch.tensor(sorted(chosen), dtype=torch.long))
+    if not mask.any():
+        raise UserError(f"no image of {what} is in the classes kept ({', '.join(map(str, sorted(chosen))) or 'none'})")
+    return ImageSet(images.images[mask], images.labels[mask], images.classes, images.paired)
 
 
 def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
