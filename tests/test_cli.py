@@ -276,3 +276,32 @@ def test_a_closed_pipe_ends_quietly():
     p.stdout.close()  # no reader at all: the first write fails with EPIPE
     err = p.stderr.read()
     assert p.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_report_is_one_self_contained_html_file(vae_run, tmp_path, capsys):
+    import base64
+    import html.parser
+
+    assert run_cli(capsys, "eval", vae_run, "--metrics", "elbo", "--n", "50", "--quiet")[0] == 0
+    out = tmp_path / "r.html"
+    code, text, err = run_cli(capsys, "report", vae_run, vae_run, "-o", out)
+    assert code == 0, err
+    doc = out.read_text()
+    assert "<script" not in doc and "http://" not in doc and "https://" not in doc  # nothing from the network
+
+    class Images(html.parser.HTMLParser):
+        srcs: list = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    parser = Images()
+    parser.feed(doc)
+    assert len(parser.srcs) >= 4  # curves and a grid, for each of the two runs
+    for src in parser.srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "elbo" in doc and "model.hidden" not in doc and "hidden" in doc
+    code, _, err = run_cli(capsys, "report", tmp_path, "-o", tmp_path / "x.html")
+    assert code == 2 and "not a run folder" in err

@@ -1,4 +1,4 @@
-"""The `genlab` command: train, sample, reconstruct, translate, interpolate, eval, apply, list, info.
+"""The `genlab` command: train, sample, reconstruct, translate, interpolate, eval, apply, report, list, info.
 
 User mistakes end with one sentence on stderr and exit status 2; a diverged run with status 1.
 """
@@ -142,6 +142,11 @@ def build_parser() -> Parser:
                      "finetune, swap) and measure it against a baseline")
     p.add_argument("app", metavar="NAME", help="the application; genlab apply NAME --help shows its options")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="DIR ...", help="the run folder and the options")
+
+    p = cmd("report", "one self-contained HTML file of runs: settings, curves, warnings, grids, evaluations, "
+                      "applications")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run folders")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
 
     p = cmd("list", "list models, datasets and metrics; genlab list MODEL shows the model's settings")
     p.add_argument("model", nargs="?", metavar="MODEL", help="a model: every setting with its default and meaning")
@@ -586,6 +591,14 @@ def _list_model(entry) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    path = write_report(a.runs, a.output)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+    return 0
+
+
 def cmd_info(a) -> int:
     from .run import read_run_config
     from .train.checkpoint import read_metrics, read_state
@@ -638,7 +651,7 @@ def cmd_apply(a) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "translate": cmd_translate,
-            "interpolate": cmd_interpolate,
+            "interpolate": cmd_interpolate, "report": cmd_report,
             "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 
