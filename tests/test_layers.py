@@ -16,7 +16,7 @@ LAYERS = [  # bottom first; a module's layer is that of its first dotted name un
     {"run"},
     {"metrics"},
     {"api"},
-    {"apps", "report"},
+    {"apps", "report", "web"},
     {"cli"},
 ]
 

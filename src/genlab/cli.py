@@ -1,4 +1,4 @@
-"""The `genlab` command: train, sample, reconstruct, translate, interpolate, eval, apply, report, list, info.
+"""The `genlab` command: train, sample, reconstruct, translate, interpolate, eval, apply, report, serve, list, info.
 
 User mistakes end with one sentence on stderr and exit status 2; a diverged run with status 1.
 """
@@ -147,6 +147,11 @@ def build_parser() -> Parser:
                       "applications")
     p.add_argument("runs", nargs="+", metavar="DIR", help="run folders")
     p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+
+    p = cmd("serve", "a local web explorer of the run folders under DIR: runs table, curves, grids, sampling")
+    p.add_argument("root", nargs="?", default="runs", metavar="DIR", help="a folder of runs (default runs)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine only)")
 
     p = cmd("list", "list models, datasets and metrics; genlab list MODEL shows the model's settings")
     p.add_argument("model", nargs="?", metavar="MODEL", help="a model: every setting with its default and meaning")
@@ -599,6 +604,19 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    import importlib.util
+
+    from .web import serve
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"genlab serve needs {' and '.join(missing)}: pip install 'genlab[web]'")
+    print(f"genlab: serving the runs under {a.root} at http://{a.host}:{a.port}/ (Ctrl-C stops)")
+    serve(a.root, a.host, a.port)
+    return 0
+
+
 def cmd_info(a) -> int:
     from .run import read_run_config
     from .train.checkpoint import read_metrics, read_state
@@ -651,7 +669,7 @@ def cmd_apply(a) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "translate": cmd_translate,
-            "interpolate": cmd_interpolate, "report": cmd_report,
+            "interpolate": cmd_interpolate, "report": cmd_report, "serve": cmd_serve,
             "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 

@@ -55,6 +55,14 @@ def read_events(run: Path) -> list[dict]:
 
 def curves(events: list[dict]) -> str:
     """Each logged number against the step, train and test events together, as one embedded PNG."""
+    data = curves_png(events)
+    if data is None:
+        return "<p>no training curves logged</p>"
+    return f'<img alt="curves" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def curves_png(events: list[dict]) -> bytes | None:
+    """The curves figure as PNG bytes (up to 12 panels); None when nothing numeric was logged."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +78,7 @@ def curves(events: list[dict]) -> str:
             s = series.setdefault(k, {})
             s.setdefault(rec["event"], []).append((rec["step"], v))
     if not series:
-        return "<p>no training curves logged</p>"
+        return None
     keys = list(series)[:12]
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
@@ -90,7 +98,7 @@ def curves(events: list[dict]) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return f'<img alt="curves" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return buf.getvalue()
 
 
 def run_section(run: Path) -> str:
