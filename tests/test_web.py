@@ -74,9 +74,81 @@ def test_one_sampling_job_per_model(client):
 
     lock = client.app.state.locks.setdefault("gan", threading.Lock())
     lock.acquire()  # as if another request were sampling from this model
+    client.app.state.wait_s = 0.2
     try:
         r = client.get("/run/gan/sample.png?n=2")
         assert r.status_code == 429 and "busy" in r.json()["detail"]
     finally:
         lock.release()
+        client.app.state.wait_s = 30.0
     assert client.get("/run/gan/sample.png?n=2").status_code == 200
+
+
+# ---------------------------------------------------------------- a real browser
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if __import__("os").path.exists(p)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)")
+def test_pages_in_chromium(client, tmp_path):
+    """genlab serve's pages in Chromium, driven by Playwright: every image on each page loads, the table sorts and
+    filters, the slider and the draw button change their images, and each page's screenshot has content."""
+    import socket
+    import threading
+    import time
+
+    import numpy as np
+    import uvicorn
+    from PIL import Image
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+
+    def has_content(page, name):
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
+        assert pixels.std() > 10, f"{name}: the screenshot is blank"
+
+    def images_loaded(page):
+        page.wait_for_load_state("networkidle")
+        sizes = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth)")
+        assert sizes and all(sizes), sizes
+
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(base + "/")
+            assert page.locator("#runs tbody tr").count() == 2
+            page.fill("#filter", "vae")
+            assert page.locator("#runs tbody tr:visible").count() == 1
+            page.fill("#filter", "")
+            page.click("#runs th:nth-child(4)")  # sort by step
+            has_content(page, "index")
+            page.goto(base + "/run/gan")
+            images_loaded(page)
+            first = page.get_attribute("#grid", "src")
+            page.fill("#epoch", "0")
+            page.dispatch_event("#epoch", "input")
+            assert page.get_attribute("#grid", "src") != first and page.inner_text("#epoch_name") == "epoch_0001"
+            page.fill("#seed", "7")
+            page.click("#draw")
+            assert "seed=7" in page.get_attribute("#samples", "src")
+            images_loaded(page)
+            has_content(page, "run")
+            page.goto(base + "/compare?runs=gan,group/vae")
+            assert "fid" in page.inner_text("body")
+            has_content(page, "compare")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

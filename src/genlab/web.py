@@ -9,7 +9,7 @@ load nothing from the network.
 Safe by default: it binds to 127.0.0.1; a run is addressed by its name among the folders found under RUNS_DIR
 (never by a path), files are served only from inside that run's folder and only as PNG; weights load through the
 safetensors path of `genlab.run.load_model`; n is at most MAX_SAMPLES; each model samples one request at a time
-(a second concurrent request gets 429).
+(the others wait up to WAIT_S seconds, then get 429).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from .report import curves_png, eval_table, read_events
 
 MAX_SAMPLES = 64
 MAX_STEPS = 16
+WAIT_S = 30.0  # how long a request waits for its model's sampling lock
 
 
 def find_runs(root: Path, depth: int = 2) -> dict[str, Path]:
@@ -93,7 +94,8 @@ def create_app(root: str | Path):
     app = FastAPI(title="genlab", docs_url=None, redoc_url=None)
     models: dict[str, tuple] = {}
     locks: dict[str, threading.Lock] = {}
-    app.state.locks = locks  # one sampling job per model: a held lock answers 429
+    app.state.locks = locks  # one sampling job per model: a request waits for the lock, then gives up with 429
+    app.state.wait_s = WAIT_S
 
     def run_dir(name: str) -> Path:
         runs = find_runs(root)
@@ -127,7 +129,7 @@ def create_app(root: str | Path):
 
     def one_at_a_time(name: str) -> threading.Lock:
         lock = locks.setdefault(name, threading.Lock())
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(timeout=app.state.wait_s):  # a page's images queue; a stuck job does not pile up
             raise HTTPException(429, f"'{name}' is busy with another request; try again when it finishes")
         return lock
 
@@ -242,7 +244,7 @@ def create_app(root: str | Path):
 const base='/run/{name}';
 const ep=document.getElementById('epoch');
 if(ep) ep.oninput=()=>{{document.getElementById('grid').src=grids[ep.value];
-  document.getElementById('epoch_name').textContent=grids[ep.value].split('/').pop();}};
+  document.getElementById('epoch_name').textContent=grids[ep.value].split('/').pop().replace('.png','');}};
 const d=document.getElementById('draw');
 if(d) d.onclick=()=>{{document.getElementById('samples').src=base+'/sample.png?n='+
   document.getElementById('n').value+'&seed='+document.getElementById('seed').value;}};
