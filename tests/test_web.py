@@ -3,6 +3,8 @@ grids and sampling, the compare view, and its limits (unknown runs, paths outsid
 sampling job per model at a time)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("fastapi")
@@ -85,7 +87,7 @@ def test_one_sampling_job_per_model(client):
 
 
 # ---------------------------------------------------------------- a real browser
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if __import__("os").path.exists(p)), None)
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 
 
 @pytest.mark.slow
