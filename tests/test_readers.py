@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -472,3 +473,52 @@ def test_class_filters_keep_or_drop_classes_in_both_splits(tmp_path, capsys):
     code = main(["train", "vae", "--data", f"npz:{tmp_path / 'u.npz'}", "--set", "data.classes=1",
                  "--out", str(tmp_path / "u"), "--quiet"])
     assert code == 2 and "labelled source" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- genlab prepare / prepared:DIR
+def _folder_of_pngs(root, n_train=7, n_test=3, colour=False):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            cls = "cat" if i % 2 else "dog"
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            shape = (6, 5, 3) if colour and i != 1 else (6, 5)  # one grey image among colour ones
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_prepared_folder_equals_the_folder_it_came_from(tmp_path, colour, capsys):
+    from genlab.cli import main
+    from genlab.data import load
+
+    _folder_of_pngs(tmp_path / "imgs", colour=colour)
+    assert main(["prepare", f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "prep"), "--workers", "2"]) == 0
+    a, b = load(f"folder:{tmp_path / 'imgs'}"), load(f"prepared:{tmp_path / 'prep'}")
+    for x, y in ((a.train, b.train), (a.test, b.test)):
+        assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels) and x.classes == y.classes
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # the images are a view of the mapped file, not a copy in memory
+        assert str((tmp_path / "prep" / "train.u8").resolve()) in maps.read_text()
+    assert main(["prepare", "digits", "--out", str(tmp_path / "prep")]) == 2  # never over an existing folder
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_prepared_source_trains_and_refuses_damage(tmp_path, capsys):
+    from genlab.cli import main
+
+    assert main(["prepare", "digits", "--out", str(tmp_path / "d")]) == 0
+    assert main(["train", "vae", "--data", f"prepared:{tmp_path / 'd'}", "--epochs", "1", "--limit", "256",
+                 "--set", "model.hidden=(16,)", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    with open(tmp_path / "d" / "train.u8", "r+b") as f:
+        f.truncate(100)
+    assert main(["train", "vae", "--data", f"prepared:{tmp_path / 'd'}", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "missing or damaged" in capsys.readouterr().err
+    (tmp_path / "d" / "index.json").write_text("{not json")
+    assert main(["train", "vae", "--data", f"prepared:{tmp_path / 'd'}", "--out", str(tmp_path / "r3"), "--quiet"]) == 2
+    assert "not an index" in capsys.readouterr().err
+    (tmp_path / "bad" / "train").mkdir(parents=True)
+    (tmp_path / "bad" / "train" / "x.png").write_bytes(b"not a png")
+    assert main(["prepare", f"folder:{tmp_path / 'bad'}", "--out", str(tmp_path / "p2")]) == 2
+    assert "cannot open image" in capsys.readouterr().err and not (tmp_path / "p2").exists()

@@ -148,6 +148,13 @@ def build_parser() -> Parser:
     p.add_argument("runs", nargs="+", metavar="DIR", help="run folders")
     p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
 
+    p = cmd("prepare", "decode a source once into memory-mapped files that train without loading it whole "
+                       "(--data prepared:DIR)")
+    p.add_argument("source", metavar="SRC", help="any --data source; image folders decode in parallel")
+    p.add_argument("--out", required=True, help="a new folder")
+    p.add_argument("--workers", type=positive_int, help="decoding processes for image folders (default: the CPUs, "
+                                                         "at most 8)")
+
     p = cmd("serve", "a local web explorer of the run folders under DIR: runs table, curves, grids, sampling")
     p.add_argument("root", nargs="?", default="runs", metavar="DIR", help="a folder of runs (default runs)")
     p.add_argument("--port", type=positive_int, default=8000)
@@ -604,6 +611,25 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_prepare(a) -> int:
+    import time
+
+    from .data.prepared import prepare_source
+
+    last = [time.perf_counter()]
+
+    def progress(n: int) -> None:  # a line every 10 s: the images written so far
+        if time.perf_counter() - last[0] >= 10:
+            last[0] = time.perf_counter()
+            print(f"genlab: {n:,} images written", file=sys.stderr, flush=True)
+
+    index = prepare_source(a.source, a.out, a.workers or 0, progress)
+    counts = ", ".join(f"{k} {v['n']:,}" for k, v in index["splits"].items())
+    print(f"wrote {a.out}: {counts} images of {' x '.join(map(str, index['shape']))}; train with "
+          f"--data prepared:{a.out}")
+    return 0
+
+
 def cmd_serve(a) -> int:
     import importlib.util
 
@@ -670,6 +696,7 @@ def cmd_apply(a) -> int:
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "translate": cmd_translate,
             "interpolate": cmd_interpolate, "report": cmd_report, "serve": cmd_serve,
+            "prepare": cmd_prepare,
             "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 

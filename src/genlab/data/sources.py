@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, check_memory, unknown
-from . import readers  # noqa: F401  (registers the user-file sources)
+from . import prepared, readers  # noqa: F401  (register the user-file sources)
 from .base import ImageSet, Splits
 from .registry import BUILTIN, USER, builtin
 from .transforms import select_classes
