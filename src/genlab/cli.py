@@ -614,7 +614,7 @@ def cmd_report(a) -> int:
 def cmd_prepare(a) -> int:
     import time
 
-    from .data.prepared import prepare_source
+    from .data.prepare import prepare_source
 
     last = [time.perf_counter()]
 
