@@ -1,8 +1,10 @@
 """The `prepared:DIR` source: a dataset `genlab prepare` decoded into memory-mapped files (data/prepare.py writes
 them). DIR holds, per split, `SPLIT.u8` (the uint8 images, N x C x H x W, C order, no header) and
 `SPLIT_labels.npy` (int64, when labelled), and `index.json` (the shape and count of each split, the class names,
-the source). Batches are read straight from the mapped file: the operating system pages the images in and out,
-so the memory a run holds does not grow with the dataset.
+the source). Batches are read straight from the mapped file and nothing is decoded or copied whole: the
+operating system pages the images in as batches touch them. Those pages are clean file pages the kernel can drop
+under memory pressure, but they count in the process's resident set until it does: a run over a set larger than
+the machine's memory works, and its measured RSS grows with the pages an epoch has touched.
 """
 from __future__ import annotations
 
