@@ -48,8 +48,8 @@ class StyleGANConfig:
     latent_dim: int = 128  # z and w (the paper: 512)
     mapping_layers: int = 8  # f's depth
     mapping_lr_mul: float = 0.01  # f's learning-rate multiplier
-    fmap_base: int = 2048  # feature maps min(fmap_max, 2 fmap_base / side), as ProGAN's
-    fmap_max: int = 128  # (the paper: 512)
+    fmap_base: int = 1024  # feature maps min(fmap_max, 2 fmap_base / side), as ProGAN's (sized for a CPU)
+    fmap_max: int = 64  # (the paper: 512)
     style: str = "modulated"  # modulated (StyleGAN2's modulation/demodulation) | adain (StyleGAN's)
     mixing: float = 0.9  # probability of style mixing per image
     r1_gamma: float = 0.05  # gamma of the R1 penalty (StyleGAN2 used 10 at 1024 px and scales it with the pixel count)
