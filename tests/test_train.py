@@ -293,6 +293,38 @@ def test_data_parallel_replicas_stay_identical(tmp_path):
     assert state["world"] == 2 and state["step"] == 2 * (512 // 2 // 32)
 
 
+def test_two_nodes_train_as_one_with_the_same_global_batch(tmp_path):
+    """Two torchrun "nodes" on this machine (--nnodes 2, a static rendezvous on 127.0.0.1), one process each at
+    batch 32, against one process at batch 64: the same images per step (each rank takes a strided share of the
+    epoch's order) and a deterministic autoencoder, so the weights agree up to the order of float sums (the
+    all-reduce averages two 32-image means where one process takes one 64-image mean)."""
+    import socket
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["train", "ae", "--data", "digits", "--limit", "512", "--epochs", "2", "--set", "model.hidden=(32,)",
+            "--set", "model.latent_dim=4", "--set", "train.samples=0", "--set", "train.eval_test=false", "--quiet"]
+    nodes = [subprocess.Popen([str(torchrun), "--nnodes=2", f"--node_rank={r}", "--nproc_per_node=1",
+                               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "genlab.cli", *args,
+                               "--batch-size", "32", "--out", str(tmp_path / "two")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+             for r in (0, 1)]
+    outs = [n.communicate(timeout=300) for n in nodes]
+    assert all(n.returncode == 0 for n in nodes), outs[0][1][-2000:] + outs[1][1][-2000:]
+    from genlab.cli import main
+
+    assert main([*args, "--batch-size", "64", "--out", str(tmp_path / "one")]) == 0
+    two, one = weights(tmp_path / "two"), weights(tmp_path / "one")
+    assert two.keys() == one.keys()
+    for k in one:
+        assert torch.allclose(two[k], one[k], rtol=1e-4, atol=1e-5), (k, (two[k] - one[k]).abs().max())
+    state = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    one_state = json.loads((tmp_path / "one" / "trainer_state.json").read_text())
+    assert state["world"] == 2 and state["step"] == one_state["step"] == 2 * (512 // 64)
+
+
 def test_ema_weights_are_saved_and_used_for_sampling(tmp_path):
     train(tiny_run(epochs=2, ema=0.9), tmp_path, quiet=True)
     raw, ema = weights(tmp_path), load_file(str(tmp_path / "ema.safetensors"))
