@@ -522,3 +522,28 @@ def test_prepared_source_trains_and_refuses_damage(tmp_path, capsys):
     (tmp_path / "bad" / "train" / "x.png").write_bytes(b"not a png")
     assert main(["prepare", f"folder:{tmp_path / 'bad'}", "--out", str(tmp_path / "p2")]) == 2
     assert "cannot open image" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+
+
+# ---------------------------------------------------------------- hf:PATH
+def test_hugging_face_dataset_on_disk(tmp_path, capsys):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    from genlab.cli import main
+    from genlab.data import load
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
+    feats = datasets.Features({"img": datasets.Image(), "digit": datasets.ClassLabel(names=list("abc"))})
+    ds = datasets.Dataset.from_dict({"img": [Image.fromarray(a) for a in arrays], "digit": [i % 3 for i in range(12)]},
+                                    features=feats)
+    datasets.DatasetDict({"train": ds.select(range(9)), "validation": ds.select(range(9, 12))}).save_to_disk(
+        str(tmp_path / "hf"))
+    s = load(f"hf:{tmp_path / 'hf'}")
+    assert s.train.images.shape == (9, 1, 8, 8) and np.array_equal(s.train.images[:, 0].numpy(), arrays[:9])
+    assert s.train.labels.tolist() == [0, 1, 2] * 3 and s.train.classes == ["a", "b", "c"] and len(s.test) == 3
+    assert main(["train", "vae", "--data", f"hf:{tmp_path / 'hf'}", "--epochs", "1", "--set", "model.hidden=(8,)",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    (tmp_path / "plain").mkdir()
+    assert main(["train", "vae", "--data", f"hf:{tmp_path / 'plain'}", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "save_to_disk" in capsys.readouterr().err

@@ -438,6 +438,69 @@ def pairs(path: Path) -> Splits:
     return Splits(sets[0], sets[1] if len(sets) > 1 else None, f"pairs:{path}")
 
 
+# ---------------------------------------------------------------------------------------------- hf
+def _hf_columns(ds) -> tuple[str, str | None]:
+    """The image column (the first of Image type, else 'image' or 'img') and the label column (the first
+    ClassLabel, else 'label' or 'labels'), of a Hugging Face dataset."""
+    import datasets
+
+    feats = ds.features
+    image = next((k for k, f in feats.items() if isinstance(f, datasets.Image)), None) or \
+        next((k for k in ("image", "img") if k in feats), None)
+    if image is None:
+        raise UserError(f"the dataset has no image column (columns: {', '.join(feats)}); genlab reads a column of "
+                        f"Image type, or one named image or img")
+    label = next((k for k, f in feats.items() if isinstance(f, datasets.ClassLabel)), None) or \
+        next((k for k in ("label", "labels") if k in feats), None)
+    return image, label
+
+
+def _hf_split(ds, what: str) -> ImageSet:
+    image, label = _hf_columns(ds)
+    pixels = []
+    for i in range(0, len(ds), 1000):
+        for im in ds[i : i + 1000][image]:  # PIL images, decoded a slice at a time
+            a = np.asarray(im.convert("L" if im.mode in _GRAY_MODES else "RGB") if hasattr(im, "convert") else im)
+            if a.dtype != np.uint8:
+                raise UserError(f"{what}: images must be 8-bit, found {a.dtype}")
+            if pixels and a.shape[:2] != pixels[0].shape[:2]:
+                raise UserError(f"{what}: images differ in size ({pixels[0].shape[1]}x{pixels[0].shape[0]} and "
+                                f"{a.shape[1]}x{a.shape[0]}); resize them to one size first")
+            pixels.append(a)
+    if not pixels:
+        raise UserError(f"{what} holds no images")
+    if any(p.ndim == 3 for p in pixels):
+        pixels = [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels]
+    x = _image_set(pixels, None, []).images
+    if label is None:
+        return ImageSet(x)
+    feat = ds.features[label]
+    names = list(feat.names) if hasattr(feat, "names") else None
+    return ImageSet(x, _labels(np.asarray(ds[label]), len(x), f"{what} [{label}]", len(names) if names else None),
+                    names)
+
+
+@user("hf", "a Hugging Face dataset saved with save_to_disk (Arrow files): an image column, labels if present")
+def hf(path: Path) -> Splits:
+    """`datasets.load_from_disk(DIR)`: a DatasetDict (train, and test or validation) or one Dataset; the image
+    column is the first of Image type (else 'image' or 'img'), labels the first ClassLabel (else 'label')."""
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("hf: sources need the datasets package: pip install datasets") from None
+    try:
+        d = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"'{path}' is not a dataset saved with save_to_disk ({str(e).splitlines()[0]})") from None
+    if isinstance(d, datasets.DatasetDict):
+        train = d["train"] if "train" in d else d[next(iter(d))]
+        test = next((d[k] for k in ("test", "validation") if k in d), None)
+    else:
+        train, test = d, None
+    return Splits(_hf_split(train, f"'{path}' train"), _hf_split(test, f"'{path}' test") if test is not None else None,
+                  f"hf:{path}")
+
+
 # ---------------------------------------------------------------------------------------------- npz
 
 _NPZ_KEYS = (("x_train", "y_train", "x_test", "y_test"), ("images", "labels", None, None), ("x", "y", None, None))
