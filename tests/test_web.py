@@ -25,6 +25,8 @@ def client(tmp_path_factory):
                  "--set", "model.latent_dim=8", "--out", str(root / "gan"), "--quiet"]) == 0
     assert main(["train", "vae", "--data", "digits", "--limit", "128", "--epochs", "1", "--set", "model.hidden=(16,)",
                  "--out", str(root / "group" / "vae"), "--quiet"]) == 0
+    assert main(["train", "pixelcnn", "--data", "digits", "--limit", "128", "--epochs", "1", "--set", "model.width=8",
+                 "--set", "model.layers=1", "--out", str(root / "pcnn"), "--quiet"]) == 0
     assert main(["eval", str(root / "gan"), "--metrics", "fid,modes", "--n", "64", "--quiet"]) == 0
     (root / "secret.png").write_bytes(PNG)
     (root / "gan" / "samples" / "link.png").symlink_to(root / "secret.png")  # a way out of the run folder
@@ -34,7 +36,7 @@ def client(tmp_path_factory):
 def test_runs_table_lists_every_run_with_its_numbers(client):
     page = client.get("/")
     assert page.status_code == 200
-    assert "href='/run/gan'" in page.text and "href='/run/group/vae'" in page.text
+    assert "href='/run/gan'" in page.text and "href='/run/group/vae'" in page.text and "href='/run/pcnn'" in page.text
     assert "dcgan" in page.text and "fid" in page.text and "<script" in page.text and "http" not in page.text.lower()
 
 
@@ -50,6 +52,22 @@ def test_run_page_curves_grids_and_sampling(client):
     a, b = client.get("/run/gan/sample.png?n=4&seed=3"), client.get("/run/gan/sample.png?n=4&seed=4")
     assert a.content == client.get("/run/gan/sample.png?n=4&seed=3").content and a.content != b.content
     assert client.get("/run/group/vae/sample.png?n=4").content[:8] == PNG  # a VAE samples too
+
+
+def test_explore_an_autoencoding_and_an_autoregressive_model(client):
+    page = client.get("/run/group/vae").text
+    assert "Attributes" in page and "interpolate.png?a=0&b=1" in page and "Complete" not in page
+    for url in ("/run/group/vae/interpolate.png?a=0&b=5&steps=4", "/run/group/vae/attribute.png?image=3&alpha=2",
+                "/run/group/vae/attribute.png?attribute=slant&alpha=-1", "/run/pcnn/complete.png?n=3&rows=4"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.content[:8] == PNG, (url, r.text[:200])
+    assert "Complete" in client.get("/run/pcnn").text
+    a, b = (client.get(f"/run/group/vae/attribute.png?image=3&alpha={v}").content for v in (0.0, 3.0))
+    assert a != b  # the slider moves the image
+    for url, code in (("/run/group/vae/attribute.png?attribute=colour", 400), ("/run/gan/attribute.png", 400),
+                      ("/run/pcnn/complete.png?rows=8", 400), ("/run/gan/complete.png", 400),
+                      ("/run/group/vae/interpolate.png?a=0&b=5000", 422)):
+        assert client.get(url).status_code == code, url
 
 
 def test_compare_view(client):
@@ -121,8 +139,8 @@ def test_pages_in_chromium(client, tmp_path):
         assert pixels.std() > 10, f"{name}: the screenshot is blank"
 
     def images_loaded(page):
-        page.wait_for_load_state("networkidle")
-        sizes = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth)")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=60_000)
+        sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
         assert sizes and all(sizes), sizes
 
     try:
@@ -130,7 +148,7 @@ def test_pages_in_chromium(client, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page()
             page.goto(base + "/")
-            assert page.locator("#runs tbody tr").count() == 2
+            assert page.locator("#runs tbody tr").count() == 3
             page.fill("#filter", "vae")
             assert page.locator("#runs tbody tr:visible").count() == 1
             page.fill("#filter", "")
@@ -147,6 +165,15 @@ def test_pages_in_chromium(client, tmp_path):
             assert "seed=7" in page.get_attribute("#samples", "src")
             images_loaded(page)
             has_content(page, "run")
+            page.goto(base + "/run/group/vae")  # an autoencoder: interpolation between test images, attributes
+            images_loaded(page)
+            before = page.get_attribute("#attr_img", "src")
+            page.fill("#alpha", "-2")
+            page.dispatch_event("#alpha", "change")
+            assert page.get_attribute("#attr_img", "src") != before and "alpha=-2" in page.get_attribute("#attr_img",
+                                                                                                         "src")
+            images_loaded(page)
+            has_content(page, "vae")
             page.goto(base + "/compare?runs=gan,group/vae")
             assert "fid" in page.inner_text("body")
             has_content(page, "compare")

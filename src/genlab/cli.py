@@ -199,29 +199,15 @@ def _load(run_dir, ema=True):
     return load_model(run_dir, ema=ema, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _split(cfg, split: str):
-    from .data import open_splits, prepare
-
-    splits = open_splits(cfg.data)
-    part = splits.test if split == "test" else splits.train
-    if part is None:
-        if split == "test":
-            part = splits.train  # sources without a test split
-        else:
-            raise UserError(f"dataset '{cfg.data.source}' has no {split} split")
-    return prepare(part, cfg.data)
-
-
 def _device(model):
     return next(model.parameters()).device
 
 
 def _first_batch(cfg, split: str, n: int, device):
     """The first n images of a split (and labels) through the run's batch-time transforms."""
-    from .data import Batches, Pipeline
+    from .run import first_images
 
-    data = _split(cfg, split).subset(n)
-    return next(Batches(data, Pipeline(cfg.data), n, shuffle=False, drop_last=False, device=device).epoch(0))
+    return first_images(cfg, split, n, device)
 
 
 def _save(images, cfg, path, nrow: int | None = None) -> Path:

@@ -114,3 +114,25 @@ def load_model(run_dir: str | Path, ema: bool = True, device: str = "cpu"):
         raise UserError(f"'{run_dir}' holds no trained weights yet (no model.safetensors)")
     load_module_state(model, weights)
     return model.to(device).eval(), cfg
+
+
+def split_images(cfg: RunConfig, split: str):
+    """A split of the run's data with its load-time transforms (`ImageSet`); sources without a test split give
+    their training images for "test"."""
+    from .data import open_splits, prepare
+
+    splits = open_splits(cfg.data)
+    part = splits.test if split == "test" else splits.train
+    if part is None:
+        if split != "test":
+            raise UserError(f"dataset '{cfg.data.source}' has no {split} split")
+        part = splits.train
+    return prepare(part, cfg.data)
+
+
+def first_images(cfg: RunConfig, split: str, n: int, device="cpu"):
+    """The first n images of a split and their labels (or None), through the run's batch-time transforms."""
+    from .data import Batches, Pipeline
+
+    data = split_images(cfg, split).subset(n)
+    return next(Batches(data, Pipeline(cfg.data), n, shuffle=False, drop_last=False, device=device).epoch(0))

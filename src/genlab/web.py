@@ -2,8 +2,10 @@
 
 Pages: `/` the runs table (model, data, steps, time, the key numbers of eval.json; sortable and filterable);
 `/run/NAME` one run (settings, the training curves redrawn while it trains, the per-epoch grids behind a slider,
-warnings, the evaluation with its protocols, and sampling and interpolation on demand); `/compare?runs=A,B` the
-eval numbers of several runs side by side. Images are PNGs drawn by the server (matplotlib, Pillow): the pages
+warnings, the evaluation with its protocols, and on demand: sampling (n, seed), interpolation between two prior
+draws or two chosen test images, attribute sliders (thickness, slant, ink vectors on the test images' codes) for
+models that encode and decode, completion for autoregressive models); `/compare?runs=A,B` the eval numbers of
+several runs side by side. Images are PNGs drawn by the server (matplotlib, Pillow): the pages
 load nothing from the network.
 
 Safe by default: it binds to 127.0.0.1; a run is addressed by its name among the folders found under RUNS_DIR
@@ -26,6 +28,8 @@ from .report import curves_png, eval_table, read_events
 
 MAX_SAMPLES = 64
 MAX_STEPS = 16
+MAX_TEST = 1000  # test images the explore pages draw on (attribute vectors are fitted on them)
+MAX_COMPLETE = 16
 WAIT_S = 30.0  # how long a request waits for its model's sampling lock
 
 
@@ -94,6 +98,8 @@ def create_app(root: str | Path):
     app = FastAPI(title="genlab", docs_url=None, redoc_url=None)
     models: dict[str, tuple] = {}
     locks: dict[str, threading.Lock] = {}
+    images: dict[tuple, tuple] = {}  # (run, n) -> the first n test images and labels
+    vectors: dict[tuple, object] = {}  # (run, attribute) -> its fitted AttributeVector
     app.state.locks = locks  # one sampling job per model: a request waits for the lock, then gives up with 429
     app.state.wait_s = WAIT_S
 
@@ -188,25 +194,95 @@ def create_app(root: str | Path):
 
         return png(to_unit(x, cfg.info))
 
+    def test_images(name: str, cfg, n: int):
+        """The first n test images of the run (cached per run), on the model's device."""
+        from .run import first_images
+
+        key = (name, n)
+        if key not in images:
+            x, y = first_images(cfg, "test", n, next(model_of(name)[0].parameters()).device)
+            images[key] = (x, y)
+        return images[key]
+
     @app.get("/run/{name:path}/interpolate.png")
     def interpolate(name: str, seed_a: int = Query(0, ge=0, lt=2**63), seed_b: int = Query(1, ge=0, lt=2**63),
+                    a: int | None = Query(None, ge=0, lt=MAX_TEST), b: int | None = Query(None, ge=0, lt=MAX_TEST),
                     steps: int = Query(8, ge=2, le=MAX_STEPS)):
+        """Between two prior draws (seeds) of a generator, or between test images a and b of a model that encodes."""
+        from .data import to_unit
+
         model, cfg = model_of(name)
-        if not (hasattr(model, "prior") and hasattr(model, "decode")):
-            raise HTTPException(400, f"'{cfg.model}' has no prior to interpolate in (GANs do)")
+        codes = a is not None and b is not None
+        if codes and not (hasattr(model, "encode") and hasattr(model, "decode")):
+            raise HTTPException(400, f"'{cfg.model}' cannot encode images to interpolate between them")
+        if not codes and not (hasattr(model, "prior") and hasattr(model, "decode")):
+            raise HTTPException(400, f"'{cfg.model}' has no prior to interpolate in; give test images a and b")
+        x_test = test_images(name, cfg, MAX_TEST)[0] if codes else None
         lock = one_at_a_time(name)
         try:
             with torch.no_grad():
                 dev = next(model.parameters()).device
-                za = model.prior(1, torch.Generator(dev).manual_seed(seed_a))
-                zb = model.prior(1, torch.Generator(dev).manual_seed(seed_b))
                 t = torch.linspace(0, 1, steps, device=dev)[:, None]
-                x = model.decode((1 - t) * za + t * zb)
+                if codes:
+                    from .apps.interpolate import interpolate as between
+
+                    x = between(model, x_test[a : a + 1], x_test[b : b + 1], steps)[0]
+                else:
+                    za = model.prior(1, torch.Generator(dev).manual_seed(seed_a))
+                    zb = model.prior(1, torch.Generator(dev).manual_seed(seed_b))
+                    x = model.decode((1 - t) * za + t * zb)
         finally:
             lock.release()
+        return png(to_unit(x, cfg.info), nrow=steps)
+
+    @app.get("/run/{name:path}/attribute.png")
+    def attribute(name: str, image: int = Query(0, ge=0, lt=MAX_TEST), attribute: str = Query("thickness"),
+                  alpha: float = Query(1.0, ge=-4, le=4)):
+        """decode(encode(x) + alpha v) for test image `image`, v the attribute's vector fitted on the test images."""
+        from .apps.attributes import PROPERTIES, AttributeVector, measure, split_by
+        from .apps.reduce import LatentReducer
         from .data import to_unit
 
-        return png(to_unit(x, cfg.info), nrow=steps)
+        model, cfg = model_of(name)
+        if not (hasattr(model, "encode") and hasattr(model, "decode")):
+            raise HTTPException(400, f"'{cfg.model}' cannot encode and decode, which attribute vectors need")
+        if attribute not in PROPERTIES:
+            raise HTTPException(400, f"attribute must be one of {', '.join(PROPERTIES)}")
+        x, y = test_images(name, cfg, MAX_TEST)
+        y = y if getattr(model, "conditional", False) else None  # a conditional model codes with the labels
+        lock = one_at_a_time(name)
+        try:
+            with torch.no_grad():
+                key = (name, attribute)
+                if key not in vectors:
+                    has, has_not = split_by(measure(attribute)(to_unit(x, cfg.info).cpu()))
+                    vectors[key] = AttributeVector(LatentReducer(model)).fit(x, has.to(x.device), has_not.to(x.device),
+                                                                             y)
+                yi = None if y is None else y[image : image + 1]
+                out = vectors[key].sweep(x[image : image + 1], [0.0, alpha], yi)[0]  # reconstruction, then shifted
+        finally:
+            lock.release()
+        return png(torch.cat([to_unit(x[image : image + 1], cfg.info), to_unit(out, cfg.info)]), nrow=3)
+
+    @app.get("/run/{name:path}/complete.png")
+    def complete(name: str, n: int = Query(8, ge=1, le=MAX_COMPLETE), rows: int = Query(14, ge=1),
+                 seed: int = Query(0, ge=0, lt=2**63)):
+        """Autoregressive models: the top `rows` rows of n test images kept, the rest drawn; originals above."""
+        from .data import to_unit
+
+        model, cfg = model_of(name)
+        if not hasattr(model, "complete"):
+            raise HTTPException(400, f"'{cfg.model}' cannot complete images (autoregressive models do)")
+        if rows >= cfg.info.height:
+            raise HTTPException(400, f"rows must be below the image height {cfg.info.height}")
+        x, _ = test_images(name, cfg, MAX_COMPLETE)
+        lock = one_at_a_time(name)
+        try:
+            with torch.no_grad():
+                done = model.complete(x[:n], rows, torch.Generator(x.device).manual_seed(seed))
+        finally:
+            lock.release()
+        return png(torch.cat([to_unit(x[:n], cfg.info), to_unit(done, cfg.info)]), nrow=n)
 
     @app.get("/run/{name:path}", response_class=HTMLResponse)
     def run_page(name: str):
@@ -238,6 +314,21 @@ def create_app(root: str | Path):
         if model_cls is not None and hasattr(model_cls, "prior"):
             parts.append(f"<h2>Interpolate</h2><img id='interp' alt='interpolation' "
                          f"src='/run/{_esc(name)}/interpolate.png?seed_a=0&seed_b=1&steps=8'>")
+        elif model_cls is not None and hasattr(model_cls, "encode") and hasattr(model_cls, "decode"):
+            parts.append(f"<h2>Interpolate</h2><fieldset><label>test image a <input id='ia' type='number' value='0' "
+                         f"min='0' max='{MAX_TEST - 1}'></label> <label>b <input id='ib' type='number' value='1' "
+                         f"min='0' max='{MAX_TEST - 1}'></label> <button id='between'>interpolate</button></fieldset>"
+                         f"<img id='interp' alt='interpolation' src='/run/{_esc(name)}/interpolate.png?a=0&b=1'>"
+                         f"<h2>Attributes</h2><fieldset><label>test image <input id='ai' type='number' value='0' "
+                         f"min='0' max='{MAX_TEST - 1}'></label> <select id='attr'><option>thickness</option>"
+                         f"<option>slant</option><option>ink</option></select> <label>alpha <input id='alpha' "
+                         f"type='range' min='-3' max='3' step='0.5' value='1.5'></label></fieldset>"
+                         f"<img id='attr_img' alt='attribute' src='/run/{_esc(name)}/attribute.png?image=0&"
+                         f"attribute=thickness&alpha=1.5'><p class='proto'>the test image, its reconstruction, and "
+                         f"the reconstruction moved by alpha times the attribute's vector</p>")
+        if model_cls is not None and hasattr(model_cls, "complete"):
+            parts.append(f"<h2>Complete</h2><img id='complete' alt='completions' "
+                         f"src='/run/{_esc(name)}/complete.png?n=8&rows={max(1, cfg['info']['height'] // 2)}'>")
         if (path / "eval.json").exists():
             parts.append("<h2>Evaluation</h2>" + eval_table(json.loads((path / "eval.json").read_text())))
         script = f"""
@@ -248,6 +339,12 @@ if(ep) ep.oninput=()=>{{document.getElementById('grid').src=grids[ep.value];
 const d=document.getElementById('draw');
 if(d) d.onclick=()=>{{document.getElementById('samples').src=base+'/sample.png?n='+
   document.getElementById('n').value+'&seed='+document.getElementById('seed').value;}};
+const bt=document.getElementById('between');
+if(bt) bt.onclick=()=>{{document.getElementById('interp').src=base+'/interpolate.png?a='+
+  document.getElementById('ia').value+'&b='+document.getElementById('ib').value;}};
+const at=()=>{{document.getElementById('attr_img').src=base+'/attribute.png?image='+document.getElementById('ai').value+
+  '&attribute='+document.getElementById('attr').value+'&alpha='+document.getElementById('alpha').value;}};
+for(const id of ['ai','attr','alpha']){{const e=document.getElementById(id); if(e) e.onchange=at;}}
 setInterval(()=>{{document.getElementById('curves').src=base+'/curves.png?t='+Date.now();}}, 15000);
 """
         return _page(f"run {name}", "".join(parts), script)
