@@ -624,7 +624,6 @@ def cmd_serve(a) -> int:
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"genlab serve needs {' and '.join(missing)}: pip install 'genlab[web]'")
-    print(f"genlab: serving the runs under {a.root} at http://{a.host}:{a.port}/ (Ctrl-C stops)")
     serve(a.root, a.host, a.port)
     return 0
 

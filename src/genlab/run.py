@@ -51,6 +51,8 @@ class RunConfig:
             raise UserError("no model named: give one, e.g. `genlab train vae`, or set [model] name in the config")
         entry = registry.get(name)
         info = from_dict(DataInfo, d["info"], "info") if "info" in d else None
+        if info is not None:
+            info.validate()
         return cls(
             model=name,
             model_cfg=from_dict(entry.config_cls, model, "model"),

@@ -374,4 +374,6 @@ def _model_class(cfg: dict):
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(root), host=host, port=port, log_level="warning")
+    app = create_app(root)  # a bad folder is refused before anything is announced
+    print(f"genlab: serving the runs under {root} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

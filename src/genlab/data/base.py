@@ -86,6 +86,17 @@ class DataInfo:
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
 
+    def validate(self) -> None:
+        """UserError for sizes no data has (a config.json edited by hand, or damaged)."""
+        for name in ("channels", "height", "width"):
+            if not 1 <= getattr(self, name) <= 2**20:
+                raise UserError(f"info.{name} must be a size from 1 to {2**20:,}, got {getattr(self, name)}: the run's "
+                                f"config.json is damaged")
+        for name in ("num_classes", "num_train"):
+            if getattr(self, name) < 0:
+                raise UserError(f"info.{name} must be >= 0, got {getattr(self, name)}: the run's config.json is "
+                                f"damaged")
+
     @property
     def dim(self) -> int:
         return self.channels * self.height * self.width
