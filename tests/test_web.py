@@ -27,6 +27,10 @@ def client(tmp_path_factory):
                  "--out", str(root / "group" / "vae"), "--quiet"]) == 0
     assert main(["train", "pixelcnn", "--data", "digits", "--limit", "128", "--epochs", "1", "--set", "model.width=8",
                  "--set", "model.layers=1", "--out", str(root / "pcnn"), "--quiet"]) == 0
+    assert main(["train", "stylegan", "--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "16",
+                 "--set", "model.latent_dim=8", "--set", "model.fmap_base=16", "--set", "model.fmap_max=8",
+                 "--set", "model.mapping_layers=2", "--set", "train.samples=0", "--out", str(root / "sg"),
+                 "--quiet"]) == 0
     assert main(["eval", str(root / "gan"), "--metrics", "fid,modes", "--n", "64", "--quiet"]) == 0
     (root / "secret.png").write_bytes(PNG)
     (root / "gan" / "samples" / "link.png").symlink_to(root / "secret.png")  # a way out of the run folder
@@ -68,6 +72,12 @@ def test_explore_an_autoencoding_and_an_autoregressive_model(client):
                       ("/run/pcnn/complete.png?rows=8", 400), ("/run/gan/complete.png", 400),
                       ("/run/group/vae/interpolate.png?a=0&b=5000", 422)):
         assert client.get(url).status_code == code, url
+
+
+def test_sampling_knobs_appear_for_the_models_that_have_them(client):
+    assert "id='truncation'" in client.get("/run/sg").text and "id='truncation'" not in client.get("/run/gan").text
+    a = client.get("/run/sg/sample.png?n=4&truncation=0")
+    assert a.status_code == 200 and a.content != client.get("/run/sg/sample.png?n=4&truncation=1").content
 
 
 def test_compare_view(client):
@@ -148,7 +158,7 @@ def test_pages_in_chromium(client, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page()
             page.goto(base + "/")
-            assert page.locator("#runs tbody tr").count() == 3
+            assert page.locator("#runs tbody tr").count() == 4
             page.fill("#filter", "vae")
             assert page.locator("#runs tbody tr:visible").count() == 1
             page.fill("#filter", "")

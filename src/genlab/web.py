@@ -307,9 +307,14 @@ def create_app(root: str | Path):
                          f"<script>const grids={files};</script>")
         model_cls = _model_class(cfg)
         if model_cls is not None and hasattr(model_cls, "sample"):
+            import inspect
+
+            knobs = [k for k in ("temperature", "truncation") if k in inspect.signature(model_cls.sample).parameters]
+            extra = "".join(f" <label>{k} <input id='{k}' class='knob' type='number' step='0.1' min='0' "
+                            f"{'max=1 ' if k == 'truncation' else ''}placeholder='default'></label>" for k in knobs)
             parts.append(f"<h2>Sample</h2><fieldset><label>n <input id='n' type='number' value='16' min='1' "
                          f"max='{MAX_SAMPLES}'></label> <label>seed <input id='seed' type='number' value='0' "
-                         f"min='0'></label> <button id='draw'>draw</button></fieldset>"
+                         f"min='0'></label>{extra} <button id='draw'>draw</button></fieldset>"
                          f"<img id='samples' alt='samples' src='/run/{_esc(name)}/sample.png?n=16&seed=0'>")
         if model_cls is not None and hasattr(model_cls, "prior"):
             parts.append(f"<h2>Interpolate</h2><img id='interp' alt='interpolation' "
@@ -337,8 +342,10 @@ const ep=document.getElementById('epoch');
 if(ep) ep.oninput=()=>{{document.getElementById('grid').src=grids[ep.value];
   document.getElementById('epoch_name').textContent=grids[ep.value].split('/').pop().replace('.png','');}};
 const d=document.getElementById('draw');
-if(d) d.onclick=()=>{{document.getElementById('samples').src=base+'/sample.png?n='+
-  document.getElementById('n').value+'&seed='+document.getElementById('seed').value;}};
+if(d) d.onclick=()=>{{let q='/sample.png?n='+document.getElementById('n').value+'&seed='+
+  document.getElementById('seed').value;
+  for(const k of document.querySelectorAll('.knob')) if(k.value!=='') q+='&'+k.id+'='+k.value;
+  document.getElementById('samples').src=base+q;}};
 const bt=document.getElementById('between');
 if(bt) bt.onclick=()=>{{document.getElementById('interp').src=base+'/interpolate.png?a='+
   document.getElementById('ia').value+'&b='+document.getElementById('ib').value;}};
