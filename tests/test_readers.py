@@ -547,3 +547,24 @@ def test_hugging_face_dataset_on_disk(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     assert main(["train", "vae", "--data", f"hf:{tmp_path / 'plain'}", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
     assert "save_to_disk" in capsys.readouterr().err
+
+
+def test_the_loader_releases_a_mapped_sets_pages(tmp_path):
+    """Every RELEASE_EVERY batches the loader lets a prepared set drop the pages it read; a copy made by a
+    transform has nothing to release."""
+    from genlab.cli import main
+    from genlab.data import Batches, DataConfig, Pipeline, load, prepare
+    from genlab.data.loader import RELEASE_EVERY
+
+    assert main(["prepare", "digits", "--out", str(tmp_path / "d")]) == 0
+    train = load(f"prepared:{tmp_path / 'd'}").train
+    assert train.release is not None and train.subset(100).release is train.release
+    calls = []
+    mapped = prepare(train, DataConfig())
+    assert mapped.images is train.images and mapped.release is train.release  # no transform: still the mapping
+    mapped.release = lambda: calls.append(1)
+    loader = Batches(mapped, Pipeline(DataConfig()), 8)
+    for b, _ in enumerate(loader.epoch(0)):
+        loader.release(b)
+    assert len(calls) == len(loader) // RELEASE_EVERY > 0
+    assert prepare(train, DataConfig(pad=2)).release is None  # padded into memory: nothing mapped to drop

@@ -6,7 +6,8 @@ Keeping the raw 8-bit values makes the likelihood conventions explicit: a model 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,6 +20,8 @@ class ImageSet:
     labels: torch.Tensor | None = None  # int64, N
     classes: list[str] | None = None  # class names, index = label
     paired: bool = False  # each image is an (input, target) pair: channels [0, C/2) the input, [C/2, C) the target
+    # for images mapped from a file (prepared:DIR): drops the pages read so far from this process's memory
+    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -49,7 +52,7 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return ImageSet(self.images[:n], labels, self.classes, self.paired)
+        return ImageSet(self.images[:n], labels, self.classes, self.paired, self.release)
 
 
 @dataclass

@@ -14,6 +14,9 @@ from .base import ImageSet
 from .transforms import Pipeline
 
 
+RELEASE_EVERY = 32  # batches between releases of a mapped set's pages
+
+
 class Batches:
     def __init__(
         self,
@@ -64,3 +67,9 @@ class Batches:
         order = self.order(epoch)
         for b in range(start, self.num_batches):
             yield self.batch(order, b)
+
+    def release(self, b: int) -> None:
+        """Every RELEASE_EVERY batches, let a file-mapped set (prepared:DIR) drop the pages its batches read, so
+        that the memory of a run stays bounded whatever the size of the set."""
+        if self.data.release is not None and b % RELEASE_EVERY == RELEASE_EVERY - 1:
+            self.data.release()

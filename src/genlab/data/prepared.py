@@ -2,13 +2,14 @@
 them). DIR holds, per split, `SPLIT.u8` (the uint8 images, N x C x H x W, C order, no header) and
 `SPLIT_labels.npy` (int64, when labelled), and `index.json` (the shape and count of each split, the class names,
 the source). Batches are read straight from the mapped file and nothing is decoded or copied whole: the
-operating system pages the images in as batches touch them. Those pages are clean file pages the kernel can drop
-under memory pressure, but they count in the process's resident set until it does: a run over a set larger than
-the machine's memory works, and its measured RSS grows with the pages an epoch has touched.
+operating system pages the images in as batches touch them, and every 32 batches the loader drops the pages read
+so far from the process (MADV_DONTNEED; they stay in the kernel's file cache), so a run's memory does not grow with
+the set. A transform that rewrites the images (resize, pad, grey, static binarisation) copies them into memory.
 """
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,15 @@ from .base import ImageSet, Splits
 from .registry import user
 
 INDEX_VERSION = 1
+
+
+def _releaser(mapped: np.memmap):
+    """Drop the mapping's pages from this process (MADV_DONTNEED): they stay in the kernel's file cache, and the
+    next read of an image maps its page again; None where the platform has no madvise."""
+    mm = getattr(mapped, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    return lambda: mm.madvise(mmap.MADV_DONTNEED)
 
 
 @user("prepared", "a source decoded by genlab prepare: memory-mapped uint8 files, read a batch at a time")
@@ -38,11 +48,12 @@ def prepared(path: Path) -> Splits:
         if not file.is_file() or file.stat().st_size != size:
             raise UserError(f"'{file}' should hold {n:,} images of {' x '.join(map(str, shape))} ({size:,} bytes); "
                             f"it is missing or damaged: run genlab prepare again")
-        images = torch.from_numpy(np.memmap(file, dtype=np.uint8, mode="c", shape=(n, *shape)))  # pages on demand
+        mapped = np.memmap(file, dtype=np.uint8, mode="c", shape=(n, *shape))
+        images = torch.from_numpy(mapped)  # pages read on demand
         labels = None
         if entry.get("labels"):
             labels = torch.from_numpy(np.load(path / f"{split}_labels.npy", allow_pickle=False))
-        sets[split] = ImageSet(images, labels, index.get("classes"))
+        sets[split] = ImageSet(images, labels, index.get("classes"), release=_releaser(mapped))
     if "train" not in sets:
         raise UserError(f"'{path}' has no training split")
     return Splits(sets["train"], sets.get("test"), f"prepared:{path}")
