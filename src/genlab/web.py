@@ -65,6 +65,8 @@ th{background:#f4f4f4;cursor:pointer}img{max-width:100%;image-rendering:pixelate
 
 SORT_JS = """
 const tbl=document.getElementById('runs');
+document.getElementById('compare').onclick=()=>{const names=[...document.querySelectorAll('.pick:checked')]
+  .map(e=>encodeURIComponent(e.value)); if(names.length) location.href='/compare?runs='+names.join(',');};
 document.getElementById('filter').oninput=e=>{const q=e.target.value.toLowerCase();
   for(const r of tbl.tBodies[0].rows) r.style.display=r.textContent.toLowerCase().includes(q)?'':'none';};
 tbl.tHead.onclick=e=>{const i=e.target.cellIndex, rows=[...tbl.tBodies[0].rows];
@@ -149,10 +151,12 @@ def create_app(root: str | Path):
         keys = keys[:8]
         for name, s in summaries.items():
             cells = "".join(f"<td>{s['numbers'][k]:.4g}</td>" if k in s["numbers"] else "<td></td>" for k in keys)
-            rows.append(f"<tr><td><a href='/run/{_esc(name)}'>{_esc(name)}</a></td><td>{_esc(s['model'])}</td>"
+            rows.append(f"<tr><td><input type='checkbox' class='pick' value='{_esc(name)}'> "
+                        f"<a href='/run/{_esc(name)}'>{_esc(name)}</a></td><td>{_esc(s['model'])}</td>"
                         f"<td>{_esc(s['data'])}</td><td>{s['step']}</td><td>{s['time_s']}</td>{cells}</tr>")
         head = "".join(f"<th>{_esc(h)}</th>" for h in ["run", "model", "data", "step", "time_s", *keys])
-        body = (f"<p>{len(runs)} runs under {_esc(root)}</p><input id='filter' placeholder='filter'>"
+        body = (f"<p>{len(runs)} runs under {_esc(root)}</p><input id='filter' placeholder='filter'> "
+                f"<button id='compare'>compare the ticked runs</button>"
                 f"<table id='runs'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
         return _page("genlab runs", body, SORT_JS)
 
@@ -317,7 +321,9 @@ def create_app(root: str | Path):
                          f"min='0'></label>{extra} <button id='draw'>draw</button></fieldset>"
                          f"<img id='samples' alt='samples' src='/run/{_esc(name)}/sample.png?n=16&seed=0'>")
         if model_cls is not None and hasattr(model_cls, "prior"):
-            parts.append(f"<h2>Interpolate</h2><img id='interp' alt='interpolation' "
+            parts.append(f"<h2>Interpolate</h2><fieldset><label>seed a <input id='sa' type='number' value='0' "
+                         f"min='0'></label> <label>seed b <input id='sb' type='number' value='1' min='0'></label> "
+                         f"<button id='seeds'>interpolate</button></fieldset><img id='interp' alt='interpolation' "
                          f"src='/run/{_esc(name)}/interpolate.png?seed_a=0&seed_b=1&steps=8'>")
         elif model_cls is not None and hasattr(model_cls, "encode") and hasattr(model_cls, "decode"):
             parts.append(f"<h2>Interpolate</h2><fieldset><label>test image a <input id='ia' type='number' value='0' "
@@ -346,6 +352,9 @@ if(d) d.onclick=()=>{{let q='/sample.png?n='+document.getElementById('n').value+
   document.getElementById('seed').value;
   for(const k of document.querySelectorAll('.knob')) if(k.value!=='') q+='&'+k.id+'='+k.value;
   document.getElementById('samples').src=base+q;}};
+const sd=document.getElementById('seeds');
+if(sd) sd.onclick=()=>{{document.getElementById('interp').src=base+'/interpolate.png?seed_a='+
+  document.getElementById('sa').value+'&seed_b='+document.getElementById('sb').value;}};
 const bt=document.getElementById('between');
 if(bt) bt.onclick=()=>{{document.getElementById('interp').src=base+'/interpolate.png?a='+
   document.getElementById('ia').value+'&b='+document.getElementById('ib').value;}};
