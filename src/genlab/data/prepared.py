@@ -2,9 +2,9 @@
 them). DIR holds, per split, `SPLIT.u8` (the uint8 images, N x C x H x W, C order, no header) and
 `SPLIT_labels.npy` (int64, when labelled), and `index.json` (the shape and count of each split, the class names,
 the source). Batches are read straight from the mapped file and nothing is decoded or copied whole: the
-operating system pages the images in as batches touch them, and every 32 batches the loader drops the pages read
-so far from the process (MADV_DONTNEED; they stay in the kernel's file cache), so a run's memory does not grow with
-the set. A transform that rewrites the images (resize, pad, grey, static binarisation) copies them into memory.
+operating system pages the images in as batches touch them, and after each batch the loader drops the pages read
+from the process (MADV_DONTNEED; they stay in the kernel's file cache), so a run's memory does not grow with the
+set. A transform that rewrites the images (resize, pad, grey, static binarisation) copies them into memory.
 """
 from __future__ import annotations
 
