@@ -6,8 +6,9 @@ images, beside the in-memory path.
 The sets are MNIST training digits shifted by up to 2 px in each direction (a fresh random shift per copy),
 written in the format of `genlab prepare` a chunk at a time (the million never sits in memory). Each case trains
 genlab's default `vae` (MLP) for --steps steps at batch 64 in its own process (1 thread), and reports that
-process's peak resident memory (wait4's ru_maxrss) and the training seconds the trainer prints. "no release" is
-the 1M case with the loader's page release switched off: the pages an epoch reads then stay in the process.
+process's peak resident memory (wait4's ru_maxrss) and the training seconds the trainer prints. "mapped reads" is
+the 1M case reading its batches by indexing the memory mapping instead of with positional reads: the pages
+(large folios) the batches touch then stay in the process.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.data import load
-from genlab.data.prepare import _write_split
+from genlab.data.decode import _write_split
 from genlab.data.prepared import INDEX_VERSION
 
 
@@ -59,9 +60,9 @@ def build(out: Path, n: int, seed: int = 0) -> Path:
     return out
 
 
-def train(data: str, steps: int, out: Path, release: bool = True, limit: int = 0) -> tuple[float, float]:
+def train(data: str, steps: int, out: Path, mapped: bool = False, limit: int = 0) -> tuple[float, float]:
     """(peak RSS in MiB, training seconds) of one `genlab train vae` process."""
-    prelude = "" if release else "import genlab.data.loader as L; L.RELEASE_EVERY = 10**12; "
+    prelude = "import genlab.data.base as B; B.ImageSet.take = lambda self, i: self.images[i]; " if mapped else ""
     code = f"{prelude}import sys; from genlab.cli import main; sys.exit(main(sys.argv[1:]))"
     args = [sys.executable, "-c", code, "train", "vae", "--data", data, "--batch-size", "64", "--epochs", "100",
             "--set", f"train.max_steps={steps}", "--set", "train.samples=0", "--set", "train.eval_test=false",
@@ -82,12 +83,12 @@ def main() -> None:
     out = Path(args.out)
     small, big = build(out / "set_10k", 10_000), build(out / "set_1m", 1_000_000)
     cases = [("in memory, MNIST 10k", "mnist", {"limit": 10_000}), ("prepared 10k", f"prepared:{small}", {}),
-             ("prepared 1M", f"prepared:{big}", {}), ("prepared 1M, no release", f"prepared:{big}", {"release": False})]
+             ("prepared 1M", f"prepared:{big}", {}), ("prepared 1M, mapped reads", f"prepared:{big}", {"mapped": True})]
     rows = []
     for i, (name, data, opt) in enumerate(cases):
         run = out / f"run{i}"
         subprocess.run(["rm", "-rf", str(run)], check=True)
-        rss, secs = train(data, args.steps, run, opt.get("release", True), opt.get("limit", 0))
+        rss, secs = train(data, args.steps, run, opt.get("mapped", False), opt.get("limit", 0))
         rows.append((name, rss, secs))
     base = rows[0][2]
     print(f"vae (MLP) on MNIST-shaped data, batch 64, {args.steps} steps, 1 thread, one process per case")

@@ -549,22 +549,23 @@ def test_hugging_face_dataset_on_disk(tmp_path, capsys):
     assert "save_to_disk" in capsys.readouterr().err
 
 
-def test_the_loader_releases_a_mapped_sets_pages(tmp_path):
-    """Every RELEASE_EVERY batches the loader lets a prepared set drop the pages it read; a copy made by a
-    transform has nothing to release."""
+def test_the_loader_reads_a_prepared_set_without_mapping_it(tmp_path):
+    """Training batches of a prepared set come from positional reads of its file (equal to the mapped images),
+    a transform that copies the images into memory drops the reader, and batches then index the copy."""
     from genlab.cli import main
     from genlab.data import Batches, DataConfig, Pipeline, load, prepare
-    from genlab.data.loader import RELEASE_EVERY
 
     assert main(["prepare", "digits", "--out", str(tmp_path / "d")]) == 0
     train = load(f"prepared:{tmp_path / 'd'}").train
-    assert train.release is not None and train.subset(100).release is train.release
+    assert train.reader is not None and train.subset(100).reader is train.reader
+    idx = torch.tensor([5, 0, 1496, 5, 77])
+    assert torch.equal(train.take(idx), train.images[idx])
+    assert torch.equal(train.take(idx), load("digits").train.images[idx])
     calls = []
     mapped = prepare(train, DataConfig())
-    assert mapped.images is train.images and mapped.release is train.release  # no transform: still the mapping
-    mapped.release = lambda: calls.append(1)
+    assert mapped.images is train.images and mapped.reader is train.reader  # no transform: still the file
+    mapped.reader = lambda i: (calls.append(len(i)), train.reader(i))[1]
     loader = Batches(mapped, Pipeline(DataConfig()), 8)
-    for b, _ in enumerate(loader.epoch(0)):
-        loader.release(b)
-    assert len(calls) == len(loader) // RELEASE_EVERY > 0
-    assert prepare(train, DataConfig(pad=2)).release is None  # padded into memory: nothing mapped to drop
+    assert sum(len(x) for x, _ in loader.epoch(0)) == len(calls) * 8 == 1496
+    padded = prepare(train, DataConfig(pad=2))
+    assert padded.reader is None and padded.take(idx).shape == (5, 1, 12, 12)  # in memory: indexed as usual

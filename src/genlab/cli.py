@@ -600,7 +600,7 @@ def cmd_report(a) -> int:
 def cmd_prepare(a) -> int:
     import time
 
-    from .data.prepare import prepare_source
+    from .data.decode import prepare_source
 
     last = [time.perf_counter()]
 

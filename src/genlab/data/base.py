@@ -20,8 +20,9 @@ class ImageSet:
     labels: torch.Tensor | None = None  # int64, N
     classes: list[str] | None = None  # class names, index = label
     paired: bool = False  # each image is an (input, target) pair: channels [0, C/2) the input, [C/2, C) the target
-    # for images mapped from a file (prepared:DIR): drops the pages read so far from this process's memory
-    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # for images mapped from a file (prepared:DIR): reads the images at given indices from the file itself, so
+    # batches never map the file's pages into the process
+    reader: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -52,7 +53,11 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return ImageSet(self.images[:n], labels, self.classes, self.paired, self.release)
+        return ImageSet(self.images[:n], labels, self.classes, self.paired, self.reader)
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at `index` (int64, B): B x C x H x W uint8."""
+        return self.reader(index) if self.reader is not None else self.images[index]
 
 
 @dataclass

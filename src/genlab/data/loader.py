@@ -14,12 +14,6 @@ from .base import ImageSet
 from .transforms import Pipeline
 
 
-# batches between releases of a mapped set's pages: each image read maps about 130 KB of page cache (the kernel
-# maps a large folio around the fault), so 32 batches of 64 held 270 MB; a release after every batch costs no
-# time (1.4 ms per batch gather either way, measured on a 1M-image set) and holds one batch's pages
-RELEASE_EVERY = 1
-
-
 class Batches:
     def __init__(
         self,
@@ -61,7 +55,7 @@ class Batches:
         """Batch b of an epoch whose order is `order`: (x float B x C x H x W, y int64 B or None),
         plus the images' indices in the dataset (int64 B) when `with_index`."""
         sel = order[b * self.batch_size : (b + 1) * self.batch_size]
-        x = self.pipeline(self.data.images[sel].to(self.device, non_blocking=True))
+        x = self.pipeline(self.data.take(sel).to(self.device, non_blocking=True))
         y = None if self.data.labels is None else self.data.labels[sel].to(self.device, non_blocking=True)
         return (x, y, sel.to(self.device)) if with_index else (x, y)
 
@@ -70,9 +64,3 @@ class Batches:
         order = self.order(epoch)
         for b in range(start, self.num_batches):
             yield self.batch(order, b)
-
-    def release(self, b: int) -> None:
-        """After every RELEASE_EVERY batches, let a file-mapped set (prepared:DIR) drop the pages its batches read,
-        so that the memory of a run stays bounded whatever the size of the set."""
-        if self.data.release is not None and b % RELEASE_EVERY == RELEASE_EVERY - 1:
-            self.data.release()

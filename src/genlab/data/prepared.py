@@ -1,15 +1,17 @@
-"""The `prepared:DIR` source: a dataset `genlab prepare` decoded into memory-mapped files (data/prepare.py writes
-them). DIR holds, per split, `SPLIT.u8` (the uint8 images, N x C x H x W, C order, no header) and
-`SPLIT_labels.npy` (int64, when labelled), and `index.json` (the shape and count of each split, the class names,
-the source). Batches are read straight from the mapped file and nothing is decoded or copied whole: the
-operating system pages the images in as batches touch them, and after each batch the loader drops the pages read
-from the process (MADV_DONTNEED; they stay in the kernel's file cache), so a run's memory does not grow with the
-set. A transform that rewrites the images (resize, pad, grey, static binarisation) copies them into memory.
+"""The `prepared:DIR` source: a dataset `genlab prepare` decoded into files (data/decode.py writes them). DIR holds,
+per split, `SPLIT.u8` (the uint8 images, N x C x H x W, C order, no header) and `SPLIT_labels.npy` (int64, when
+labelled), and `index.json` (the shape and count of each split, the class names, the source).
+
+Nothing is decoded or copied whole. The training loader reads each batch's images with positional reads (the
+kernel's file cache serves them), so nothing of the file is mapped into the training process and its memory does
+not grow with the set; other readers (the applications, evaluation) index a memory mapping of the file. A
+transform that rewrites the images (resize, pad, grey, static binarisation) copies them into memory.
 """
 from __future__ import annotations
 
 import json
-import mmap
+import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,21 @@ from .registry import user
 INDEX_VERSION = 1
 
 
-def _releaser(mapped: np.memmap):
-    """Drop the mapping's pages from this process (MADV_DONTNEED): they stay in the kernel's file cache, and the
-    next read of an image maps its page again; None where the platform has no madvise."""
-    mm = getattr(mapped, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return None
-    return lambda: mm.madvise(mmap.MADV_DONTNEED)
+def _file_reader(file: Path, shape: tuple[int, ...]):
+    """index (int64, B) -> the images at those positions, B x C x H x W uint8, read with one pread each: nothing of
+    the file is mapped into the process (a mapped read pulls in a whole large folio, up to megabytes, per image)."""
+    size = int(np.prod(shape))
+    fd = os.open(file, os.O_RDONLY)
+
+    def read(index: torch.Tensor) -> torch.Tensor:
+        buf = bytearray(len(index) * size)
+        view = memoryview(buf)
+        for i, k in enumerate(index.tolist()):
+            view[i * size : (i + 1) * size] = os.pread(fd, size, k * size)
+        return torch.frombuffer(buf, dtype=torch.uint8).view(len(index), *shape)
+
+    weakref.finalize(read, os.close, fd)  # the file closes with the last reference to its reader
+    return read
 
 
 @user("prepared", "a source decoded by genlab prepare: memory-mapped uint8 files, read a batch at a time")
@@ -53,7 +63,7 @@ def prepared(path: Path) -> Splits:
         labels = None
         if entry.get("labels"):
             labels = torch.from_numpy(np.load(path / f"{split}_labels.npy", allow_pickle=False))
-        sets[split] = ImageSet(images, labels, index.get("classes"), release=_releaser(mapped))
+        sets[split] = ImageSet(images, labels, index.get("classes"), reader=_file_reader(file, shape))
     if "train" not in sets:
         raise UserError(f"'{path}' has no training split")
     return Splits(sets["train"], sets.get("test"), f"prepared:{path}")

@@ -101,8 +101,8 @@ def prepare(images: ImageSet, cfg: DataConfig) -> ImageSet:
     if cfg.binarize == "static":
         g = torch.Generator().manual_seed(STATIC_BINARIZATION_SEED)
         x = (torch.rand(x.shape, generator=g) < x.float() / 255).to(torch.uint8) * 255
-    # a mapped set keeps its release only if no transform copied it into memory
-    return ImageSet(x, images.labels, images.classes, images.paired, images.release if x is images.images else None)
+    # a mapped set keeps its file reader only if no transform copied it into memory
+    return ImageSet(x, images.labels, images.classes, images.paired, images.reader if x is images.images else None)
 
 
 class Pipeline:

@@ -366,7 +366,6 @@ class Trainer:
                 while b < self.steps_per_epoch and self.step < self.total:
                     self.seed_step()
                     batch = self.loader.batch(order, b, with_index)
-                    self.loader.release(b)
                     x = batch[0]
                     if cfg.channels_last:
                         batch = (x.contiguous(memory_format=torch.channels_last), *batch[1:])
