@@ -14,11 +14,10 @@ max_steps, no sample grids and no test eval, so the loops themselves are compare
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
-from timing import time_fit  # benchmarks/ is the script's folder
+from timing import alternate, report, time_fit  # benchmarks/ is the script's folder
 
 from genlab.config import parse_overrides
 from genlab.data import info_for, load
@@ -75,18 +74,9 @@ def main() -> None:
     info = info_for(mnist, run.data)
     plain(run, info, U, 5)  # warm-up
     time_fit(run_for(5))
-    times = {"plain": [], "genlab": []}
-    for r in range(args.repeats):
-        for name in (("plain", "genlab") if r % 2 == 0 else ("genlab", "plain")):
-            torch.manual_seed(r)
-            times[name].append(plain(run, info, U, args.steps) if name == "plain" else time_fit(run))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.model} {parse_overrides(args.set) or ''} on MNIST 28x28, batch {BATCH}, {args.steps} steps, "
-          f"{args.repeats} repeats, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    for k, v in med.items():
-        print(f"  {k:7s} {v:7.2f} s  {args.steps * BATCH / v:7.1f} images/s  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times[k])})")
-    print(f"  ratio genlab / plain = {med['genlab'] / med['plain']:.3f}")
+    times = alternate(lambda r: plain(run, info, U, args.steps), lambda r: time_fit(run), args.repeats)
+    report(f"{args.model} {parse_overrides(args.set) or ''} on MNIST 28x28, batch {BATCH}, {args.steps} steps", times,
+           args.steps * BATCH)
 
 
 if __name__ == "__main__":

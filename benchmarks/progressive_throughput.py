@@ -13,12 +13,11 @@ medians of --repeats; prints images/s and the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
-from timing import time_fit  # benchmarks/ is the script's folder
+from timing import alternate, report, time_fit  # benchmarks/ is the script's folder
 
 from genlab.data import info_for, load, prepare
 from genlab.losses import gradient_penalty
@@ -107,17 +106,8 @@ def main() -> None:
 
         plain_side(10, 0)  # warm-up
         genlab_side(10)
-        times = {"plain": [], "genlab": []}
-        for r in range(args.repeats):
-            for side in (("plain", "genlab") if r % 2 == 0 else ("genlab", "plain")):
-                times[side].append(plain_side(args.steps, r) if side == "plain" else genlab_side(args.steps))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{name} on MNIST padded to 32x32, batch {BATCH}, {args.steps} steps, {args.repeats} repeats, "
-              f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-        for k, v in med.items():
-            print(f"  {k:7s} {v:7.2f} s  {args.steps * BATCH / v:7.1f} images/s  "
-                  f"(runs: {', '.join(f'{t:.2f}' for t in times[k])})")
-        print(f"  ratio genlab / plain = {med['genlab'] / med['plain']:.3f}")
+        times = alternate(lambda r: plain_side(args.steps, r), lambda r: genlab_side(args.steps), args.repeats)
+        report(f"{name} on MNIST padded to 32x32, batch {BATCH}, {args.steps} steps", times, args.steps * BATCH)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 
 from genlab.train.trainer import Trainer
 
@@ -16,3 +17,28 @@ def time_fit(run) -> float:
         elapsed = time.perf_counter() - t
         trainer.close()
     return elapsed
+
+
+def alternate(plain: Callable[[int], float], genlab: Callable[[int], float], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each side per repeat, the sides taking turns to go first (repeat r is seeded with r first)."""
+    import torch
+
+    times: dict[str, list[float]] = {"plain": [], "genlab": []}
+    for r in range(repeats):
+        for side in (("plain", "genlab") if r % 2 == 0 else ("genlab", "plain")):
+            torch.manual_seed(r)
+            times[side].append(plain(r) if side == "plain" else genlab(r))
+    return times
+
+
+def report(title: str, times: dict[str, list[float]], images: int) -> None:
+    """Print the medians as seconds and images/s, and the ratio genlab / plain."""
+    import statistics
+
+    import torch
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{title}, {len(times['plain'])} repeats, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    for k, v in med.items():
+        print(f"  {k:7s} {v:7.2f} s  {images / v:7.1f} images/s  (runs: {', '.join(f'{t:.2f}' for t in times[k])})")
+    print(f"  ratio genlab / plain = {med['genlab'] / med['plain']:.3f}")

@@ -40,6 +40,18 @@ class CycledLabels:
         return torch.arange(n, device=device) % self.num_classes if y is None else y.to(device)
 
 
+def class_count(model: str, asked: int, info) -> int:
+    """The classes a labelled model works with: `asked` (its model.num_classes) or, for 0, the data's; UserError
+    for fewer than two, or for data with more classes than asked."""
+    k = asked or info.num_classes
+    if k < 2:
+        raise UserError(f"{model} needs labelled data with at least 2 classes "
+                        f"(this dataset has {'no labels' if not info.num_classes else '1 class'})")
+    if info.num_classes > k:
+        raise UserError(f"model.num_classes={k} but the data have {info.num_classes} classes")
+    return k
+
+
 def require_binary(name: str, info) -> None:
     """UserError unless the run's images are binarised (and not dequantised)."""
     if info.binarized == "none":

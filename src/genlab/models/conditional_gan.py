@@ -44,7 +44,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..config import check_positive
 from ..errors import UserError
 from ..losses import d_loss, g_loss, gradient_penalty
-from .common import frozen
+from .common import class_count, frozen
 from .gan import DCGAN, GAN_DEFAULTS, LOSS_DEFAULTS, DCGANConfig, grad_norm
 from .registry import register
 
@@ -76,13 +76,7 @@ class _Labelled:
     conditional = True
 
     def __init__(self, cfg, info):
-        k = cfg.num_classes or info.num_classes
-        if k < 2:
-            raise UserError(f"{self.registry_name} needs labelled data with at least 2 classes "
-                            f"(this dataset has {'no labels' if not info.num_classes else '1 class'})")
-        if info.num_classes > k:
-            raise UserError(f"model.num_classes={k} but the data have {info.num_classes} classes")
-        self.num_classes = k
+        self.num_classes = class_count(self.registry_name, cfg.num_classes, info)
         super().__init__(cfg, info)
 
     def build_networks(self, cfg, info):  # G's input: z and the one-hot label

@@ -31,7 +31,7 @@ from torch import nn
 from ..config import check_positive
 from ..data.transforms import RANGES
 from ..losses import gradient_penalty
-from ..nn.progressive import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm, resolution_channels
+from ..nn.progressive import Canvas, EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
 from ..optim import make_optimizer
 from .common import frozen
 from .gan import grad_norm
@@ -149,12 +149,11 @@ class ProGAN(nn.Module):
     def __init__(self, cfg: ProGANConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info
-        self.side = max(4, 2 ** math.ceil(math.log2(max(info.height, info.width))))
-        self.levels = int(math.log2(self.side)) - 1  # 4, 8, ..., side
-        channels = [resolution_channels(4 * 2**i, cfg.fmap_base, cfg.fmap_max) for i in range(self.levels)]
+        self.canvas = Canvas(info.height, info.width, *RANGES[info.range])
+        self.side, self.levels = self.canvas.side, self.canvas.levels
+        channels = self.canvas.channels(cfg.fmap_base, cfg.fmap_max)
         self.G = Generator(cfg.latent_dim, channels, info.channels)
         self.D = Discriminator(channels, info.channels, cfg.mbstd_group)
-        self.lo, self.hi = RANGES[info.range]
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.float64))
 
     # ------------------------------------------------------------ phases and sizes
@@ -165,21 +164,11 @@ class ProGAN(nn.Module):
     def resolution(self) -> int:
         return 4 * 2 ** self.phase()[0]
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> side x side, centred, padded with the range's low end."""
-        h, w = x.shape[-2:]
-        top, left = (self.side - h) // 2, (self.side - w) // 2
-        return F.pad(x, (left, self.side - w - left, top, self.side - h - top), value=self.lo)
-
-    def crop(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = self.info.height, self.info.width
-        top, left = (self.side - h) // 2, (self.side - w) // 2
-        return x[..., top : top + h, left : left + w]
-
     def real_at(self, x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
         """The data at the phase's resolution, faded like the fakes."""
         r = 4 * 2**level
-        x = F.avg_pool2d(self.pad(x), self.side // r) if r < self.side else self.pad(x)
+        x = self.canvas.pad(x)
+        x = F.avg_pool2d(x, self.side // r) if r < self.side else x
         if level and alpha < 1:
             x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest"), x, alpha)
         return x
@@ -193,7 +182,7 @@ class ProGAN(nn.Module):
         level, alpha = self.phase()
         out = self.G(z, level, alpha)
         out = F.interpolate(out, size=(self.side, self.side), mode="nearest") if out.shape[-1] < self.side else out
-        return self.crop(out).clamp(self.lo, self.hi)
+        return self.canvas.crop(out)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.decode(self.prior(n, generator))

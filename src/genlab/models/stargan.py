@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..losses import gradient_penalty, output_link
 from ..nn.image2image import ResnetGenerator, StarDiscriminator
 from ..optim import make_optimizer
-from .common import frozen
+from .common import class_count, frozen
 from .gan import grad_norm
 from .registry import register
 
@@ -61,13 +61,8 @@ class StarGAN(nn.Module):
 
     def __init__(self, cfg: StarGANConfig, info):
         super().__init__()
-        k = cfg.num_classes or info.num_classes
-        if k < 2:
-            raise UserError(f"stargan translates between the classes of labelled data, and this dataset has "
-                            f"{'no labels' if not info.num_classes else 'one class'}")
-        if info.num_classes > k:
-            raise UserError(f"model.num_classes={k} but the data have {info.num_classes} classes")
-        self.cfg, self.info, self.num_domains = cfg, info, k
+        self.num_domains = class_count("stargan (its domains are the classes)", cfg.num_classes, info)
+        self.cfg, self.info, k = cfg, info, self.num_domains
         c, h, w = info.shape
         self.G = ResnetGenerator(c + k, c, cfg.width, cfg.blocks, "instance", kernel=4)
         self.D = StarDiscriminator(c, h, w, k, cfg.width)

@@ -32,7 +32,7 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..data.transforms import RANGES
 from ..errors import UserError
-from ..nn.progressive import EqualizedLinear, pixel_norm, resolution_channels
+from ..nn.progressive import Canvas, EqualizedLinear, pixel_norm
 from ..optim import make_optimizer
 from .common import frozen
 from .gan import grad_norm
@@ -154,16 +154,15 @@ class StyleGAN(nn.Module):
     def __init__(self, cfg: StyleGANConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info
-        self.side = max(4, 2 ** math.ceil(math.log2(max(info.height, info.width))))
-        levels = int(math.log2(self.side)) - 1
-        channels = [resolution_channels(4 * 2**i, cfg.fmap_base, cfg.fmap_max) for i in range(levels)]
+        self.canvas = Canvas(info.height, info.width, *RANGES[info.range])
+        self.side, levels = self.canvas.side, self.canvas.levels
+        channels = self.canvas.channels(cfg.fmap_base, cfg.fmap_max)
         d = cfg.latent_dim
         self.mapping = nn.Sequential(*[m for _ in range(cfg.mapping_layers)
                                        for m in (EqualizedLinear(d, d, lr_mul=cfg.mapping_lr_mul), nn.LeakyReLU(0.2))])
         self.synthesis = Synthesis(d, channels, info.channels, cfg.style)
         self.D = Discriminator(channels, info.channels, cfg.mbstd_group, grow=False)
         self.top = levels - 1
-        self.lo, self.hi = RANGES[info.range]
         self.register_buffer("w_avg", torch.zeros(d))
         self.register_buffer("pl_mean", torch.zeros(()))
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
@@ -191,15 +190,8 @@ class StyleGAN(nn.Module):
         return self.synthesis(ws, self.noise(len(ws), generator) if noises is None else noises)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
-        """Padded-side output -> the data's size, clamped to its range."""
-        h, w = self.info.height, self.info.width
-        top, left = (self.side - h) // 2, (self.side - w) // 2
-        return x[..., top : top + h, left : left + w].clamp(self.lo, self.hi)
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        top, left = (self.side - h) // 2, (self.side - w) // 2
-        return F.pad(x, (left, self.side - w - left, top, self.side - h - top), value=self.lo)
+        """Canvas-sized output -> the data's size, clamped to its range."""
+        return self.canvas.crop(x)
 
     # ------------------------------------------------------------ capabilities
     def decode(self, z: torch.Tensor, truncation: float | None = None) -> torch.Tensor:
@@ -236,7 +228,7 @@ class StyleGAN(nn.Module):
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """D's logit per image (images of the data's size, or already padded); -> B."""
-        return self.D(self.pad(x), self.top, 1.0)
+        return self.D(self.canvas.pad(x), self.top, 1.0)
 
     def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
         g = [*self.mapping.parameters(), *self.synthesis.parameters()]
@@ -244,7 +236,7 @@ class StyleGAN(nn.Module):
 
     def train_step(self, batch, opts, step: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        real = self.pad(batch[0])
+        real = self.canvas.pad(batch[0])
         n = len(real)
         # D: logistic loss, lazy R1 on the real images
         with torch.no_grad():

@@ -66,3 +66,27 @@ def resolution_channels(res: int, base: int, most: int) -> int:
     """Feature maps at resolution `res`: min(most, base / (res / 2)), halving as the side doubles (the paper: base
     8192, at most 512, so 512 up to 32 px and 256 at 64 px), and at least 1."""
     return max(1, min(most, int(2 * base / res)))
+
+
+class Canvas:
+    """The square power-of-two canvas the progressive and style-based generators draw on: side 2^k >= 4 covering the
+    data's H x W, the data centred on it with the range's low end around, and the feature maps per resolution."""
+
+    def __init__(self, height: int, width: int, lo: float, hi: float):
+        self.side = max(4, 2 ** math.ceil(math.log2(max(height, width))))
+        self.levels = int(math.log2(self.side)) - 1  # resolutions 4, 8, ..., side
+        self.height, self.width, self.lo, self.hi = height, width, lo, hi
+        self.top, self.left = (self.side - height) // 2, (self.side - width) // 2
+
+    def channels(self, base: int, most: int) -> list[int]:
+        return [resolution_channels(4 * 2**i, base, most) for i in range(self.levels)]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-sized images -> the canvas (already canvas-sized images pass unchanged)."""
+        h, w = x.shape[-2:]
+        top, left = (self.side - h) // 2, (self.side - w) // 2
+        return F.pad(x, (left, self.side - w - left, top, self.side - h - top), value=self.lo)
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Canvas-sized output -> the data's size, clamped to its range."""
+        return x[..., self.top : self.top + self.height, self.left : self.left + self.width].clamp(self.lo, self.hi)
