@@ -101,6 +101,21 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, rss, secs in rows:
         print(f"| {name} | {rss:.0f} | {secs:.1f} | {secs / base:.3f} |")
+    # step time in one process, the two paths taking turns (a shared machine's load falls on both alike)
+    from timing import alternate, report, time_fit  # benchmarks/ is the script's folder
+
+    from genlab.run import compose
+
+    def run_for(data: str, limit: int):
+        return compose("vae", flags={"data": {"source": data, "limit": limit},
+                                     "train": {"batch_size": 64, "max_steps": args.steps, "samples": 0,
+                                               "eval_test": False, "ckpt_every": 10**9}})
+
+    in_memory, prepared = run_for("mnist", 10_000), run_for(f"prepared:{big}", 0)
+    times = alternate(lambda r: time_fit(in_memory), lambda r: time_fit(prepared), max(3, args.repeats),
+                      ("memory", "prepared"))
+    report(f"training time in one process: in-memory MNIST 10k against prepared 1M, batch 64, {args.steps} steps",
+           times, args.steps * 64)
 
 
 if __name__ == "__main__":

@@ -19,26 +19,28 @@ def time_fit(run) -> float:
     return elapsed
 
 
-def alternate(plain: Callable[[int], float], genlab: Callable[[int], float], repeats: int) -> dict[str, list[float]]:
+def alternate(plain: Callable[[int], float], genlab: Callable[[int], float], repeats: int,
+              names: tuple[str, str] = ("plain", "genlab")) -> dict[str, list[float]]:
     """Seconds of each side per repeat, the sides taking turns to go first (repeat r is seeded with r first)."""
     import torch
 
-    times: dict[str, list[float]] = {"plain": [], "genlab": []}
+    times: dict[str, list[float]] = {names[0]: [], names[1]: []}
     for r in range(repeats):
-        for side in (("plain", "genlab") if r % 2 == 0 else ("genlab", "plain")):
+        for side in (names if r % 2 == 0 else names[::-1]):
             torch.manual_seed(r)
-            times[side].append(plain(r) if side == "plain" else genlab(r))
+            times[side].append(plain(r) if side == names[0] else genlab(r))
     return times
 
 
 def report(title: str, times: dict[str, list[float]], images: int) -> None:
-    """Print the medians as seconds and images/s, and the ratio genlab / plain."""
+    """Print the medians as seconds and images/s, and the ratio of the second side to the first."""
     import statistics
 
     import torch
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{title}, {len(times['plain'])} repeats, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    (a, ta), (b, tb) = times.items()
+    med = {a: statistics.median(ta), b: statistics.median(tb)}
+    print(f"{title}, {len(ta)} repeats, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for k, v in med.items():
         print(f"  {k:7s} {v:7.2f} s  {images / v:7.1f} images/s  (runs: {', '.join(f'{t:.2f}' for t in times[k])})")
-    print(f"  ratio genlab / plain = {med['genlab'] / med['plain']:.3f}")
+    print(f"  ratio {b} / {a} = {med[b] / med[a]:.3f}")
