@@ -547,6 +547,11 @@ def test_hugging_face_dataset_on_disk(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     assert main(["train", "vae", "--data", f"hf:{tmp_path / 'plain'}", "--out", str(tmp_path / "r2"), "--quiet"]) == 2
     assert "save_to_disk" in capsys.readouterr().err
+    # decoded a slice at a time into a prepared set: the same images and labels
+    assert main(["prepare", f"hf:{tmp_path / 'hf'}", "--out", str(tmp_path / "prep")]) == 0
+    p = load(f"prepared:{tmp_path / 'prep'}")
+    assert torch.equal(p.train.images, s.train.images) and torch.equal(p.test.labels, s.test.labels)
+    assert p.train.classes == ["a", "b", "c"]
 
 
 def test_the_loader_reads_a_prepared_set_without_mapping_it(tmp_path):

@@ -92,6 +92,8 @@ def prepare_source(spec: str, out: str | Path, workers: int = 0, progress=lambda
     try:
         if spec.startswith("folder:"):
             index.update(_prepare_folder(Path(spec.split(":", 1)[1]).expanduser(), staging, workers, progress))
+        elif spec.startswith("hf:"):
+            index.update(_prepare_hf(Path(spec.split(":", 1)[1]).expanduser(), staging, progress))
         else:
             splits = load(spec)
             parts = {"train": splits.train, "test": splits.test}
@@ -110,6 +112,25 @@ def prepare_source(spec: str, out: str | Path, workers: int = 0, progress=lambda
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return index
+
+
+def _prepare_hf(path: Path, staging: Path, progress) -> dict:
+    """A Hugging Face dataset on disk, decoded a slice at a time (the datasets library maps its Arrow files)."""
+    from .readers import hf_chunks, hf_labels, load_hf
+
+    train, test = load_hf(path)
+    first = next(hf_chunks(train.select(range(min(1, len(train)))), f"'{path}' train"), None)
+    if first is None:
+        raise UserError(f"'{path}' train holds no images")
+    shape, splits, classes = first.shape[1:], {}, None
+    for split, ds in (("train", train), ("test", test)):
+        if ds is None:
+            continue
+        labels, names = hf_labels(ds, f"'{path}' {split}", len(ds))
+        classes = classes or names
+        splits[split] = _write_split(staging, split, hf_chunks(ds, f"'{path}' {split}"),
+                                     None if labels is None else labels.numpy(), shape, progress)
+    return {"shape": list(shape), "classes": classes, "splits": splits}
 
 
 def _prepare_folder(root: Path, staging: Path, workers: int, progress) -> dict:

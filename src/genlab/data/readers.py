@@ -455,35 +455,50 @@ def _hf_columns(ds) -> tuple[str, str | None]:
     return image, label
 
 
-def _hf_split(ds, what: str) -> ImageSet:
-    image, label = _hf_columns(ds)
-    pixels = []
-    for i in range(0, len(ds), 1000):
-        for im in ds[i : i + 1000][image]:  # PIL images, decoded a slice at a time
-            a = np.asarray(im.convert("L" if im.mode in _GRAY_MODES else "RGB") if hasattr(im, "convert") else im)
+def hf_chunks(ds, what: str, size: int = 1000):
+    """The images of a Hugging Face split, decoded `size` at a time: uint8 arrays N x C x H x W. Grey or colour is the
+    first image's, and later images are converted to it; all must share its size."""
+    image, _ = _hf_columns(ds)
+    grey, shape = None, None
+    for i in range(0, len(ds), size):
+        out = []
+        for im in ds[i : i + size][image]:  # PIL images
+            if grey is None:
+                grey = im.mode in _GRAY_MODES if hasattr(im, "mode") else np.asarray(im).ndim == 2
+            a = np.asarray(im.convert("L" if grey else "RGB") if hasattr(im, "convert") else im)
             if a.dtype != np.uint8:
                 raise UserError(f"{what}: images must be 8-bit, found {a.dtype}")
-            if pixels and a.shape[:2] != pixels[0].shape[:2]:
-                raise UserError(f"{what}: images differ in size ({pixels[0].shape[1]}x{pixels[0].shape[0]} and "
-                                f"{a.shape[1]}x{a.shape[0]}); resize them to one size first")
-            pixels.append(a)
-    if not pixels:
-        raise UserError(f"{what} holds no images")
-    if any(p.ndim == 3 for p in pixels):
-        pixels = [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels]
-    x = _image_set(pixels, None, []).images
+            a = a[..., None] if a.ndim == 2 else a
+            shape = shape or a.shape
+            if a.shape != shape:
+                raise UserError(f"{what}: images differ in size ({shape[1]}x{shape[0]} and {a.shape[1]}x{a.shape[0]}); "
+                                f"resize them to one size first")
+            out.append(a)
+        if out:
+            yield np.stack(out).transpose(0, 3, 1, 2)
+
+
+def hf_labels(ds, what: str, n: int) -> tuple[torch.Tensor | None, list[str] | None]:
+    """The split's labels (int64) and class names, or (None, None) without a label column."""
+    _, label = _hf_columns(ds)
     if label is None:
-        return ImageSet(x)
+        return None, None
     feat = ds.features[label]
     names = list(feat.names) if hasattr(feat, "names") else None
-    return ImageSet(x, _labels(np.asarray(ds[label]), len(x), f"{what} [{label}]", len(names) if names else None),
-                    names)
+    return _labels(np.asarray(ds[label]), n, f"{what} [{label}]", len(names) if names else None), names
 
 
-@user("hf", "a Hugging Face dataset saved with save_to_disk (Arrow files): an image column, labels if present")
-def hf(path: Path) -> Splits:
-    """`datasets.load_from_disk(DIR)`: a DatasetDict (train, and test or validation) or one Dataset; the image
-    column is the first of Image type (else 'image' or 'img'), labels the first ClassLabel (else 'label')."""
+def _hf_split(ds, what: str) -> ImageSet:
+    chunks = list(hf_chunks(ds, what))
+    if not chunks:
+        raise UserError(f"{what} holds no images")
+    x = torch.from_numpy(np.ascontiguousarray(np.concatenate(chunks)))
+    labels, names = hf_labels(ds, what, len(x))
+    return ImageSet(x, labels, names)
+
+
+def load_hf(path: Path):
+    """(train, test or None) Hugging Face datasets saved at `path`."""
     try:
         import datasets
     except ImportError:
@@ -494,9 +509,16 @@ def hf(path: Path) -> Splits:
         raise UserError(f"'{path}' is not a dataset saved with save_to_disk ({str(e).splitlines()[0]})") from None
     if isinstance(d, datasets.DatasetDict):
         train = d["train"] if "train" in d else d[next(iter(d))]
-        test = next((d[k] for k in ("test", "validation") if k in d), None)
-    else:
-        train, test = d, None
+        return train, next((d[k] for k in ("test", "validation") if k in d), None)
+    return d, None
+
+
+@user("hf", "a Hugging Face dataset saved with save_to_disk (Arrow files): an image column, labels if present")
+def hf(path: Path) -> Splits:
+    """`datasets.load_from_disk(DIR)`: a DatasetDict (train, and test or validation) or one Dataset; the image
+    column is the first of Image type (else 'image' or 'img'), labels the first ClassLabel (else 'label'). The
+    images are decoded into memory; `genlab prepare hf:DIR` decodes them a slice at a time into files instead."""
+    train, test = load_hf(path)
     return Splits(_hf_split(train, f"'{path}' train"), _hf_split(test, f"'{path}' test") if test is not None else None,
                   f"hf:{path}")
 
