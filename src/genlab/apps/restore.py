@@ -194,7 +194,7 @@ def pick_method(model, kind: str | None = None, method: str = "auto") -> str:
                         f"half corruption only, not {kind}")
     if method == "diffuse" and kind in ("salt_pepper", *LOSSY):
         raise UserError(f"'{name}' restores through its noise process, which knows Gaussian noise, masks and gray "
-                        f"images but not {kind.replace('_', '-')}")
+                        f"images but not {'salt-and-pepper noise' if kind == 'salt_pepper' else kind}")
     return method
 
 
