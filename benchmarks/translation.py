@@ -18,7 +18,9 @@ over target digits of the domain FID of translations into d against the test ima
 
 cyclegan (a run between MNIST (A) and another source (B), data.target): test images of A translated to B and
 back. Columns: the classifier's accuracy on G(a) for a's digit (content kept), the domain FID of G(a) against
-the test images of B (realism), and the cycle error |F(G(a)) - a| and |G(F(b)) - b| (pixels in [0, 1]).
+the test images of B (realism), and the cycle error |F(G(a)) - a| and |G(F(b)) - b| (pixels in [0, 1]). With
+--target-classifier (a classifier trained on B's own images, as the papers' FCN score uses one trained on the
+target domain) also that classifier's accuracy on G(a) and, to calibrate it, on B's real test images.
 
 Writes RUN/translation.json with the numbers and the protocol.
 """
@@ -142,7 +144,16 @@ def cyclegan(args) -> dict:
     cyc_b = batched(model.to_b, fake_a)
     u = lambda v: to_unit(v, cfg.info)  # noqa: E731
     ext = get_extractor("domain")
-    return {"results": {"cyclegan": {
+    target = {}
+    if args.target_classifier:  # B's own classifier (the FCN score's setting): calibrated on B's labelled test images
+        clf = get_extractor(f"domain:{args.target_classifier}")
+        b_digits = prepare(load(cfg.data.target).test, cfg.data)
+        from genlab.data.sources import _fit
+
+        xb = _fit(b_digits.images, cfg.info.shape).float() / 255
+        target = {"b_classifier_on_g_a": float((clf.probs(u(fake_b)).argmax(1) == y_a).float().mean()),
+                  "b_classifier_on_real_b": float((clf.probs(xb).argmax(1) == b_digits.labels).float().mean())}
+    return {"results": {"cyclegan": {**target,
         "content_accuracy_a_to_b": float((ext.probs(u(fake_b)).argmax(1) == y_a).float().mean()),
         "content_accuracy_a": float((ext.probs(u(a)).argmax(1) == y_a).float().mean()),
         "domain_fid_a_to_b": fid_from_features(ext.features(u(fake_b)), ext.features(u(b))),
@@ -168,6 +179,7 @@ def main() -> None:
     p.add_argument("kind", choices=("pix2pix", "stargan", "cyclegan"))
     p.add_argument("run")
     p.add_argument("--dae", help="pix2pix: a denoising_ae run trained on the same corruption")
+    p.add_argument("--target-classifier", help="cyclegan: a classifier run trained on domain B's labelled images")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
