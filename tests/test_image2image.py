@@ -450,9 +450,12 @@ def test_pix2pix_learns_from_a_paired_source_and_others_refuse_it(tmp_path, caps
     assert code == 0, err
     rec = json.loads((tmp_path / "t" / "scores.json").read_text())
     assert rec["protocol"]["inputs"] == "the source's own pairs" and rec["scores"]["output"]["psnr_db"] > 0
-    # the user's own inputs: one image, not a pair
+    # the user's own inputs, one image each: a source, or a bare folder of images
     np.savez(tmp_path / "in.npz", x=a[:3])
     code, _, err = run_cli(capsys, "translate", run, "--input", f"npz:{tmp_path / 'in.npz'}", "--as-input",
                            "-o", tmp_path / "u")
     assert code == 0, err
     assert len(list((tmp_path / "u" / "outputs").glob("*.png"))) == 3
+    code, _, err = run_cli(capsys, "translate", run, "--input", tmp_path / "A", "--as-input", "-o", tmp_path / "f")
+    assert code == 0, err
+    assert len(list((tmp_path / "f" / "outputs").glob("*.png"))) == 64

@@ -106,9 +106,9 @@ def build_parser() -> Parser:
     p = cmd("translate", "translate images with an image-to-image model: the outputs as PNGs and a figure; for pix2pix "
                          "the targets beside them and PSNR / SSIM against them, for stargan every target domain")
     _run_dir_arg(p)
-    p.add_argument("--input", metavar="SRC",
-                   help="a data source (default: the run's own); its images are the targets, whose inputs the run's "
-                        "corruption makes, or the inputs themselves with --as-input")
+    p.add_argument("--input", metavar="SRC_OR_FOLDER",
+                   help="a data source or a folder of images (default: the run's own data); its images are the "
+                        "targets, whose inputs the run's corruption makes, or the inputs themselves with --as-input")
     p.add_argument("--as-input", action="store_true",
                    help="the images are inputs already (your own edge maps, say): outputs only, no targets")
     p.add_argument("--split", choices=("train", "test"), default="test")
@@ -320,7 +320,10 @@ def cmd_translate(a) -> int:
         raise UserError(f"--noise keeps pix2pix's dropout on; '{cfg.model}' has no such noise")
     if a.to is not None and paired:
         raise UserError(f"--to picks target domains of a multi-domain model (stargan); '{cfg.model}' has one mapping")
-    source = cfg if a.input is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=a.input))
+    spec = a.input
+    if spec is not None and ":" not in spec and Path(spec).is_dir():  # a bare folder of images
+        spec = f"folder:{spec}"
+    source = cfg if spec is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=spec))
     check_memory(f"-n {a.n}", 64 * a.n * cfg.info.dim, "translate fewer images per call")
     x, _ = _first_batch(source, a.split, a.n, _device(model))
     want = (model.channels, *cfg.info.shape[1:]) if paired and a.as_input else cfg.info.shape  # inputs, or pairs
