@@ -168,6 +168,8 @@ def test_stylegan_figures_and_truncation_from_the_command_line(tmp_path):
         assert (run / "samples" / name).is_file(), name
     assert main(["sample", str(run), "-n", "4", "--truncation", "0.5", "-o", str(tmp_path / "s.png")]) == 0
     assert main(["sample", str(run), "-n", "4", "--truncation", "1.5", "-o", str(tmp_path / "t.png")]) == 2
+    assert main(["sample", str(run), "--mix", "-o", str(tmp_path / "mix")]) == 0
+    assert (tmp_path / "mix" / "style_mixing.png").is_file()
 
 
 # ---------------------------------------------------------------- perceptual path length

@@ -81,6 +81,8 @@ def build_parser() -> Parser:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
     p.add_argument("--truncation", type=float, help="stylegan: psi of the truncation trick, 0 (the mean w) .. 1 (none)")
+    p.add_argument("--mix", action="store_true",
+                   help="stylegan: write the style-mixing grid (with the truncation and noise figures) instead")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: DDIM, or ancestral DDPM over all T steps")
     p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)")
     p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like")
@@ -245,6 +247,14 @@ def cmd_sample(a) -> int:
         raise UserError(f"model '{cfg.model}' cannot sample (it has no prior); try genlab reconstruct")
     if a.complete is not None:
         return _complete(a, model, cfg)
+    if a.mix:
+        if not hasattr(model, "synthesis"):
+            raise UserError(f"--mix draws StyleGAN's style-mixing grid, and '{cfg.model}' has no styles to mix")
+        out = Path(a.output) if a.output else Path(a.run)
+        with torch.no_grad():
+            figs = model.figures(out, generator=torch.Generator(_device(model)).manual_seed(a.seed))
+        print("wrote " + ", ".join(str(f) for f in figs))
+        return 0
     kwargs = {}
     accepted = inspect.signature(model.sample).parameters
     for name, owners in SAMPLING_OPTIONS.items():
