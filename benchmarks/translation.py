@@ -9,7 +9,8 @@ targets b, their inputs a = the run's corruption of b (seed 0). Rows: the input 
 bicubic upsampling, the classical baseline), pix2pix's G(a), and with --dae a denoising autoencoder trained on
 the same corruption (its reconstruct(a)). Columns: PSNR and SSIM against b (pixels in [0, 1]), the domain
 classifier's accuracy on the outputs against b's labels (the content kept; the analogue of the papers' FCN
-score), and the domain FID of the outputs against the targets (realism).
+score), and the domain FID of the outputs against the targets (realism); with --inception also the FID under the
+Inception network (bf16), which takes colour images of any size.
 
 stargan (a run on MNIST, the ten digits as domains): every test image translated into each of the nine other
 digits. Columns: the classifier's accuracy for the target digit (the paper's classification metric), the style
@@ -90,10 +91,14 @@ def pix2pix(args) -> dict:
         out = to_unit(batched(dae.reconstruct, a_dae), dcfg.info)
         rows["denoising AE"] = out * 2 - 1 if cfg.info.range == "-11" else out
     target01 = to_unit(b, cfg.info)
+    inception = get_extractor("inception", precision="bf16") if args.inception else None
+    ref = inception.features(target01) if inception else None
     results = {}
     for name, v in rows.items():
         v01 = to_unit(v, cfg.info)
         results[name] = {**reconstruction_scores(b, v, cfg.info.range), **content_and_realism(v01, y, target01)}
+        if inception is not None:
+            results[name]["inception_fid"] = fid_from_features(inception.features(v01), ref)
     return {"results": results, "protocol": {
         "task": f"{cfg.model_cfg.pair} at level {model.level:g} -> image", "n": len(b), "split": "test",
         "inputs": "the run's corruption of the targets, seed 0", "dae": args.dae,
@@ -180,6 +185,8 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("--dae", help="pix2pix: a denoising_ae run trained on the same corruption")
     p.add_argument("--target-classifier", help="cyclegan: a classifier run trained on domain B's labelled images")
+    p.add_argument("--inception", action="store_true",
+                   help="pix2pix: also the Inception FID (bf16) of each row against the targets (any image size)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
