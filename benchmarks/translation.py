@@ -40,16 +40,15 @@ import torch  # noqa: E402
 
 from genlab.apps.attributes import slant, thickness  # noqa: E402
 from genlab.apps.reduce import reconstruction_scores  # noqa: E402
-from genlab.data import Batches, Pipeline, open_splits, prepare, to_unit  # noqa: E402
+from genlab.data import open_splits, prepare, to_unit  # noqa: E402
 from genlab.metrics.features import get_extractor  # noqa: E402
 from genlab.metrics.frechet import fid_from_features  # noqa: E402
-from genlab.run import load_model  # noqa: E402
+from genlab.run import first_images, load_model  # noqa: E402
 
 
 def test_images(cfg, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n test images through the run's transforms, and their labels."""
-    data = prepare(open_splits(cfg.data).test, cfg.data).subset(n)
-    return next(Batches(data, Pipeline(cfg.data), len(data), shuffle=False, drop_last=False).epoch(0))
+    return first_images(cfg, "test", n)
 
 
 def batched(fn, *tensors: torch.Tensor, size: int = 500) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config import check_positive
 from ..errors import UserError
+from ..losses import output_link
 from ..nn.image2image import PatchDiscriminator, ResnetGenerator, auto_patch_layers, check_patch_fits
 from ..optim import make_optimizer
 from .common import frozen
@@ -128,6 +129,7 @@ class CycleGAN(nn.Module):
         self.D_A = PatchDiscriminator(c, cfg.width, layers, "instance")
         self.D_B = PatchDiscriminator(c, cfg.width, layers, "instance")
         self.pool_a, self.pool_b = HistoryPool(cfg.pool, info.shape), HistoryPool(cfg.pool, info.shape)
+        self.link = output_link(info.range)
         self.register_buffer("last_terms", torch.zeros(7), persistent=False)  # logged again by skipped steps
 
     def describe(self) -> str:
@@ -135,10 +137,10 @@ class CycleGAN(nn.Module):
 
     # ------------------------------------------------------------ capabilities
     def to_b(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.G(a)) if self.info.range == "-11" else torch.sigmoid(self.G(a))
+        return self.link(self.G(a))
 
     def to_a(self, b: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.F(b)) if self.info.range == "-11" else torch.sigmoid(self.F(b))
+        return self.link(self.F(b))
 
     def translate(self, x: torch.Tensor, target: torch.Tensor | int | None = None) -> torch.Tensor:
         """Into domain B (target 1, the default: G) or A (target 0: F); a tensor picks per image."""
