@@ -52,6 +52,20 @@ def test_ais_recovers_the_exact_partition_function_within_its_spread():
     assert model.log_partition()["log_z"] != est["log_z"]  # and again when they change
 
 
+def test_ais_starts_from_the_base_rate_of_the_pixels_it_trained_on():
+    model = make(hidden=4, ais_betas=2000, ais_runs=200)
+    assert torch.equal(model.base_rate_biases(), torch.zeros(6, dtype=torch.float64))  # untrained: b_A = 0
+    x = binary(6)[[3, 17, 40, 63, 63, 62]]
+    model.losses(x.view(-1, 1, 2, 3))
+    mean = (x.sum(0) + 1) / (len(x) + 2)
+    assert torch.allclose(model.base_rate_biases(), (mean / (1 - mean)).log())
+    model.eval()
+    model.losses(binary(6).view(-1, 1, 2, 3))  # evaluation does not count
+    assert torch.allclose(model.base_rate_biases(), (mean / (1 - mean)).log())
+    est = model.log_partition(generator=torch.Generator().manual_seed(0))
+    assert abs(est["log_z"] - exact_log_z(model)) <= max(est["log_z_spread"], 0.05)
+
+
 def test_the_estimated_likelihood_is_normalised():
     model = make(hidden=4, ais_betas=2000, ais_runs=200)
     total = float(model.log_prob(binary(6).view(-1, 1, 2, 3)).detach().exp().sum())

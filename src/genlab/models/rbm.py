@@ -13,6 +13,9 @@ F(v_data) - F(v_k) with v_k held fixed, whose gradient is exactly that estimate.
 AIS estimates log Z from a base machine A with no weights (Z_A known) through the tempered machines
 p_beta(v) ~ exp((1 - beta) b_A.v + beta b.v) prod_j (1 + exp(beta (c_j + v^T W_j))), beta from 0 to 1, with
 one Gibbs transition at each beta; log p(v) = -F(v) - log Z is then an estimate, reported with its spread.
+A is Salakhutdinov & Murray's base-rate model: b_A is the log-odds of each pixel's mean over the training images
+the machine saw (counted in buffers while it trains), which starts the chains near the data and keeps the
+importance weights' spread small; an untrained machine uses b_A = 0.
 """
 from __future__ import annotations
 
@@ -71,6 +74,9 @@ class RBM(BinaryImages, SingleLoss, nn.Module):
         # PCD's chains, saved with the weights so that a resumed run continues them
         if cfg.persistent:
             self.register_buffer("chains", torch.bernoulli(torch.full((cfg.chains, d), 0.5)))
+        # the training pixels' sums and count, for AIS's base-rate machine (saved with the weights)
+        self.register_buffer("pixel_sums", torch.zeros(d, dtype=torch.float64))
+        self.register_buffer("pixels_seen", torch.zeros((), dtype=torch.float64))
         self._log_z: tuple[tuple, dict] | None = None
 
     # ------------------------------------------------------------ energy and conditionals
@@ -93,6 +99,9 @@ class RBM(BinaryImages, SingleLoss, nn.Module):
     def losses(self, x, y=None):
         v = self._bits(x)
         with torch.no_grad():
+            if self.training:
+                self.pixel_sums += v.sum(0).double()
+                self.pixels_seen += len(v)
             if self.cfg.persistent and self.training:
                 self.chains.copy_(self.gibbs(self.chains, self.cfg.k))
                 negative = self.chains
@@ -139,7 +148,7 @@ class RBM(BinaryImages, SingleLoss, nn.Module):
             generator = torch.Generator(self.W.device).manual_seed(AIS_SEED)
         betas = torch.linspace(0, 1, cfg.ais_betas + 1, device=self.W.device, dtype=torch.float64)
         W, b, c = self.W.double(), self.b.double(), self.c.double()
-        b_a = torch.zeros_like(b)  # the base machine: no weights, no hidden units, visible biases b_A = 0
+        b_a = self.base_rate_biases().double()  # the base machine: no weights, visible biases b_A
 
         def log_p_star(v, beta):  # log p*_beta(v) (unnormalised)
             return (1 - beta) * (v @ b_a) + beta * (v @ b) + F.softplus(beta * (v @ W + c)).sum(1)
@@ -159,6 +168,11 @@ class RBM(BinaryImages, SingleLoss, nn.Module):
                   "runs": cfg.ais_runs, "betas": cfg.ais_betas}
         self._log_z = (key, result)
         return result
+
+    def base_rate_biases(self) -> torch.Tensor:
+        """b_A = log-odds of the training pixels' means (add-one smoothed), zeros before any training; -> D."""
+        mean = (self.pixel_sums + 1) / (self.pixels_seen + 2)
+        return torch.log(mean) - torch.log1p(-mean)
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x) = -F(x) - log Z, log Z by AIS (an estimate: see `log_partition`); -> B."""
