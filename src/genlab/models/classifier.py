@@ -7,7 +7,7 @@ on the data it judges); its softmax gives the Inception Score and the class hist
     trained with cross-entropy, on images shifted by up to `shift` pixels (zero fill) for robustness.
 
 The copy trained on MNIST ships in genlab/assets/mnist_classifier; its feature maps also give the autoencoders'
-perceptual loss (`PerceptualDistance`, `model.loss=perceptual`).
+perceptual loss (models/perceptual.py, `model.loss=perceptual`).
 """
 from __future__ import annotations
 
@@ -123,28 +123,3 @@ def shipped_classifier() -> Classifier:
         net = Classifier(cfg, DataInfo(**saved["info"]))
     load_module_state(net, SHIPPED / "model.safetensors")
     return net.eval().requires_grad_(False)
-
-
-class PerceptualDistance:
-    """Johnson et al. (2016)'s feature reconstruction loss in the shipped MNIST classifier's feature maps:
-
-        d(a, b) = sum_l ||phi_l(a) - phi_l(b)||^2 / (C_l H_l W_l)        per image, images in [0, 1]
-
-    The network is fixed and kept outside the model's parameters (not trained, not saved with the weights)."""
-
-    shape = (1, 28, 28)
-
-    def __init__(self, shape: tuple[int, int, int]):
-        if tuple(shape) != self.shape:
-            raise UserError(f"model.loss=perceptual compares images in the shipped MNIST classifier's features, "
-                            f"which take 1x28x28 images; these are {'x'.join(map(str, shape))}")
-        self.net = shipped_classifier()
-
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a, b: B x 1 x 28 x 28 in [0, 1] -> B."""
-        if next(self.net.parameters()).device != a.device:
-            self.net.to(a.device)
-        total = a.new_zeros(len(a))
-        for fa, fb in zip(self.net.feature_maps(a), self.net.feature_maps(b)):
-            total = total + (fa - fb).pow(2).flatten(1).mean(1)
-        return total
