@@ -130,9 +130,11 @@ def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, t
     code = main(["eval", str(runs / "vae"), "--features", clf, "--classifier", clf, "--n", "200", "--iwae-k", "20"])
     assert code == 0, capsys.readouterr().err
     ev = json.loads((runs / "vae" / "eval.json").read_text())
-    assert set(ev) == {"elbo", "nll", "recon", "fid", "kid", "is", "pr", "modes", "memorization"}
+    assert set(ev) == {"elbo", "nll", "recon", "fid", "kid", "is", "pr", "modes", "memorization", "by_protocol"}
+    archive = ev.pop("by_protocol")
     for name, res in ev.items():
         assert "protocol" in res, name
+    assert archive["fid n=200 ref=test seed=0"] == ev["fid"] and archive["nll n=200 ref=test seed=0 k=20"] == ev["nll"]
     assert ev["fid"]["protocol"]["n_samples"] == 200 and ev["fid"]["protocol"]["reference"] == "digits test"
     assert ev["fid"]["protocol"]["binarization"] == ev["pr"]["protocol"]["binarization"] == "dynamic"
     assert ev["nll"]["protocol"]["estimator"].startswith("IWAE, k=20")
@@ -149,9 +151,15 @@ def test_eval_writes_every_metric_with_its_protocol(runs, capsys, monkeypatch, t
                  "--metrics", "fid,is", "--n", "200"])
     assert code == 0, capsys.readouterr().err
     again = json.loads((runs / "vae" / "eval.json").read_text())
-    assert set(again) == set(ev) | {"fid@domain-bf16"} and again["fid"] == ev["fid"]
+    assert set(again) == set(ev) | {"fid@domain-bf16", "by_protocol"} and again["fid"] == ev["fid"]
     assert again["fid@domain-bf16"]["protocol"]["precision"] == "bf16"
     assert again["fid@domain-bf16"]["fid"] == pytest.approx(ev["fid"]["fid"], rel=0.2)
+    # another sample count: the latest under the plain key, both kept under their protocols
+    assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "100"]) == 0
+    third = json.loads((runs / "vae" / "eval.json").read_text())
+    assert third["fid"]["protocol"]["n_samples"] == 100
+    assert third["by_protocol"]["fid n=200 ref=test seed=0"] == ev["fid"]
+    assert third["by_protocol"]["fid n=100 ref=test seed=0"] == third["fid"]
 
 
 def test_reference_features_come_from_the_cache_the_second_time(runs, monkeypatch, tmp_path):

@@ -447,7 +447,7 @@ def cmd_eval(a) -> int:
     from .data import open_splits, prepare
     from .files import write_json
     from .metrics import MetricContext, evaluate, supported
-    from .metrics.registry import runnable
+    from .metrics.registry import ARCHIVE, runnable
 
     if a.iwae_k > IWAE_K_MAX:
         raise UserError(f"--iwae-k {a.iwae_k:,} means {a.iwae_k:,} decoder passes per image (the papers use 5,000): "
@@ -476,8 +476,13 @@ def cmd_eval(a) -> int:
         print(f"note: FID is biased upwards at --n {a.n:,}: two disjoint random samples of real MNIST score 21.3 at "
               f"1,000 images and 3.7 at 10,000 (domain features, BENCHMARKS.md); compare runs at equal n only, "
               f"and use --n {STABLE_FID_N:,} beside published figures", file=sys.stderr)
-    results = {result_key(name, a.features, a.precision): res for name, res in evaluate(names, ctx).items()}
-    write_json(out, {**old, **results})
+    computed = evaluate(names, ctx)
+    results = {result_key(name, a.features, a.precision): res for name, res in computed.items()}
+    # the latest result of each metric and extractor under its plain key; every protocol ever evaluated (sample
+    # count, reference, seed, IWAE's k) kept under its own key in the archive, so no result replaces another
+    archive = {**old.get(ARCHIVE, {}), **{protocol_key(result_key(name, a.features, a.precision), name, a): res
+                                          for name, res in computed.items()}}
+    write_json(out, {**old, **results, ARCHIVE: archive})
     for name, res in results.items():
         nums = ", ".join(_fmt(k, v) for k, v in res.items() if k != "protocol")
         proto = ", ".join(f"{k}={v}" for k, v in res["protocol"].items())
@@ -499,6 +504,13 @@ def _earlier_results(path: Path) -> dict:
     if not isinstance(old, dict) or not all(isinstance(v, dict) for v in old.values()):
         raise UserError(f"{path} is not an eval.json genlab wrote (damaged or edited); move it away and evaluate again")
     return old
+
+
+def protocol_key(key: str, metric: str, a) -> str:
+    """The archive's key: the result key with the protocol's sample count, reference split and seed (and k for
+    the IWAE bound), e.g. "fid@inception-bf16 n=10000 ref=test seed=0"."""
+    parts = [key, f"n={a.n}", f"ref={a.split}", f"seed={a.seed}"] + ([f"k={a.iwae_k}"] if metric == "nll" else [])
+    return " ".join(parts)
 
 
 def result_key(metric: str, features: str, precision: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import atomic_write, read_json
+from .metrics.registry import ARCHIVE
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{margin-bottom:.3em}
@@ -139,7 +140,7 @@ def run_section(run: Path) -> str:
 def eval_table(rec: dict) -> str:
     rows = []
     for key, val in rec.items():
-        if not isinstance(val, dict):
+        if not isinstance(val, dict) or key == ARCHIVE:  # the archive repeats the results above
             continue
         nums = ", ".join(f"{k} {_fmt(v)}" for k, v in val.items()
                          if k != "protocol" and not isinstance(v, (dict, list)))

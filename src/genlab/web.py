@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .metrics.registry import ARCHIVE
 from .report import curves_png, eval_table, read_events
 
 MAX_SAMPLES = 64
@@ -82,7 +83,7 @@ def _summary(run: Path) -> dict:
     numbers = {}
     if (run / "eval.json").exists():
         for key, val in json.loads((run / "eval.json").read_text()).items():
-            if isinstance(val, dict):
+            if isinstance(val, dict) and key != ARCHIVE:  # the archive repeats the latest results
                 numbers.update({f"{key}.{k}" if k != key else key: v for k, v in val.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return {"model": cfg.get("model", {}).get("name", "?"), "data": cfg.get("data", {}).get("source", "?"),

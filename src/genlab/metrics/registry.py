@@ -16,6 +16,10 @@ from ..data import Batches, ImageSet, Pipeline
 from ..errors import UserError, check_memory, unknown
 from ..progress import track
 
+# eval.json's archive: every result under its full protocol (sample count, reference, seed), beside the latest
+# result of each metric and extractor under its plain key ("fid", "fid@inception-bf16", ...)
+ARCHIVE = "by_protocol"
+
 
 @dataclass
 class MetricContext:
