@@ -2,12 +2,13 @@
 
     python benchmarks/density_throughput.py --model pixelcnn --steps 200 --repeats 3 --threads 1
     python benchmarks/density_throughput.py --model glow --steps 100 --repeats 3 --threads 1
+    python benchmarks/density_throughput.py --model ddpm --set model.width=32 --steps 20 --repeats 3 --threads 1
 
 Both sides train the same genlab network (built from the model's registered defaults, `--set` overrides
 applied to both) on full MNIST at batch 64 with Adam at the registered learning rate. The data transform is
 the model's default, written out by hand on the plain side: dynamic binarisation (torch.bernoulli(u / 255))
-for the autoregressive models, uniform dequantisation ((u + U(0, 1)) / 256) for flows. The plain loop per
-batch: `model.losses(x)["loss"]`, zero_grad, backward, step; nothing else. genlab: Trainer.fit() with
+for the autoregressive models, uniform dequantisation ((u + U(0, 1)) / 256) for flows, u / 127.5 - 1 for DDPM.
+The plain loop per batch: `model.losses(x)["loss"]`, zero_grad, backward, step; nothing else. genlab: Trainer.fit() with
 max_steps, no sample grids and no test eval, so the loops themselves are compared. Runs alternate
 (plain, genlab; genlab, plain; ...); prints medians in images/s and the ratio genlab / plain in seconds.
 """
@@ -33,6 +34,8 @@ def transform(run):
         return lambda u: torch.bernoulli(u / 255.0)
     if run.data.dequantize:
         return lambda u: (u + torch.rand_like(u)) / 256.0
+    if run.data.range == "-11":  # DDPM's pixels in [-1, 1]
+        return lambda u: u / 127.5 - 1.0
     return lambda u: u / 255.0
 
 
