@@ -43,7 +43,9 @@ CHAIN_SNAPSHOTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # Gibbs steps show
 @dataclass
 class RBMConfig:
     units: int = 500  # binary hidden units (Salakhutdinov & Murray's 500)
-    k: int = 1  # Gibbs steps per negative sample (CD-k; their best MNIST RBM used CD-25)
+    # Gibbs steps per negative sample: CD-25, Salakhutdinov & Murray's best MNIST RBM; CD-1 machines mix so poorly
+    # that chains from noise stay in one state (3 epochs of MNIST: 1 class of 10 in 1000 samples; CD-25: BENCHMARKS.md)
+    k: int = 25
     persistent: bool = False  # persistent CD: the negative chains continue across updates
     chains: int = 100  # persistent chains (PCD only)
     sample_steps: int = 1000  # Gibbs steps from noise for `sample`
