@@ -399,6 +399,29 @@ def test_mode_monitor_logs_coverage_and_a_fid_curve(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "features").glob("mnist-test-1000-*.safetensors"))  # one reference, reused
 
 
+def test_a_sampler_that_overflows_does_not_stop_training(tmp_path, monkeypatch):
+    """Glow's samples once overflowed in an epoch-end monitor, which ended the run; now the non-finite samples are
+    counted and left out, with a warning."""
+    from genlab.models.gan import DCGAN
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    real_sample = DCGAN.sample
+
+    def overflowing(self, n, generator=None, **kw):
+        x = real_sample(self, n, generator=generator, **kw)
+        x[::4] = float("nan")  # every fourth sample
+        return x
+
+    monkeypatch.setattr(DCGAN, "sample", overflowing)
+    run = compose("dcgan", flags={"data": {"source": "mnist", "limit": 64},
+                                  "train": {"epochs": 1, "batch_size": 32, "samples": 0}}, overrides=["model.width=8"])
+    train(run, tmp_path / "run", quiet=True)
+    events = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    modes = [e for e in events if e["event"] == "modes"]
+    assert len(modes) == 1 and modes[0]["nonfinite_samples"] == 250 and sum(modes[0]["histogram"]) == 750
+    assert any("250 of 1000 samples hold NaN" in e["message"] for e in events if e["event"] == "warning")
+
+
 def test_mode_monitor_on_other_images_says_which_setting_names_a_classifier(tmp_path):
     run = compose("dcgan", flags={"data": {"source": "digits", "limit": 64},
                                   "train": {"epochs": 1, "batch_size": 32, "samples": 0}}, overrides=["model.width=8"])

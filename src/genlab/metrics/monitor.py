@@ -32,12 +32,20 @@ def mode_monitor(trainer) -> None:
     g = torch.Generator(trainer.device).manual_seed(trainer.cfg.seed + 1)
     images = to_unit(model.sample(MONITOR_SAMPLES, generator=g).float(), trainer.info)
     model.train(was_training)
+    finite = images.flatten(1).isfinite().all(1)  # a sampler that overflowed must not stop the training
+    if not finite.all():
+        trainer.warn(f"{int((~finite).sum())} of {len(images)} samples hold NaN or infinite values (the sampler "
+                     f"overflowed); mode monitoring counts the finite ones")
+        images = images[finite]
+        if len(images) < 2:
+            return
     probs = clf.probs(images)
     labels = trainer.loader.data.labels
     k = probs.shape[1]
     data = class_distribution(labels, k) if labels is not None else torch.full((k,), 1 / k, dtype=torch.float64)
     cov = mode_coverage(probs.argmax(1).cpu(), data)
     cov["recognised_share"] = recognised_share(probs)
+    cov["nonfinite_samples"] = int((~finite).sum())
     # a learning curve for models without a loss to watch: the classifier's FID of these samples against as
     # many real images (cached; biased upwards at n = 1000, so compare epochs, not runs of other sizes)
     ref = trainer.test if trainer.test is not None else trainer.loader.data
