@@ -127,7 +127,8 @@ class NADE(BinaryFVBN, nn.Module):
 # ---------------------------------------------------------------------------------------------- MADE
 @dataclass
 class MADEConfig:
-    hidden: tuple[int, ...] = (500,)  # hidden layer widths (the paper's best single-mask model: one of 500)
+    # hidden layer widths: one of 8,000, the paper's MNIST width (500 units reach only ~97 nats: BENCHMARKS.md)
+    hidden: tuple[int, ...] = (8000,)
     masks: int = 1  # connectivity masks cycled in training; the test likelihood is their ensemble's
     order_agnostic: bool = False  # each mask also draws its own pixel ordering (else raster, or model.ordering)
     ordering: str = "raster"  # raster | random: the ordering of every mask when not order-agnostic
