@@ -47,9 +47,11 @@ class VAEConfig:
     sigma: float = 0.0  # gaussian std; 0 = one learned scalar
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     recon: str = "likelihood"  # likelihood | perceptual (train on w x the perceptual distance instead of -log p(x|z))
-    # w: 200 puts the MNIST classifier's distance on the scale of the pixels' nats (a 3x3 blur costs 34 nats of
-    # cross-entropy above the image's own and 0.127 in that distance; the mean image 149 and 0.94)
-    perceptual_weight: float = 200.0
+    # w: 200 would put the MNIST classifier's distance on the scale of the pixels' nats (a 3x3 blur costs 34 nats of
+    # cross-entropy above the image's own and 0.127 in that distance; the mean image 149 and 0.94), but the distance
+    # sits at the mean image's ~1.0 for the first ~350 steps, and at 200 the KL collapsed to 0 meanwhile; at 2000
+    # the code kept 21 nats through that plateau (BENCHMARKS.md, issue 14)
+    perceptual_weight: float = 2000.0
     perceptual_net: str = "auto"  # auto (the MNIST classifier for 1x28x28, else efficientnet-lite0) | mnist | ...
 
     def validate(self) -> None:
