@@ -102,8 +102,8 @@ def sample_diffusers(unet, sched, n: int, batch: int) -> tuple[torch.Tensor, flo
 
 
 @torch.no_grad()
-def sample_genlab(run: Path, n: int, batch: int) -> tuple[torch.Tensor, float]:
-    model, _ = load_model(run)  # the EMA weights; DDIM, 50 steps, eta 0 by default
+def sample_genlab(model, n: int, batch: int) -> tuple[torch.Tensor, float]:
+    """The run's model (its EMA weights; DDIM, 50 steps, eta 0 by default)."""
     g = torch.Generator().manual_seed(1)
     out, t0 = [], time.perf_counter()
     for start in range(0, n, batch):
@@ -126,12 +126,13 @@ def main() -> None:
     ext = get_extractor("domain")
     real = ext.features(load("mnist").test.images[: args.n].float() / 255)
     rows = {}
-    samples = {"genlab": sample_genlab(run, args.n, 250), "diffusers": sample_diffusers(unet, sched, args.n, 250)}
+    model, _ = load_model(run)
+    samples = {"genlab": sample_genlab(model, args.n, 250), "diffusers": sample_diffusers(unet, sched, args.n, 250)}
     for name, (x, secs) in samples.items():
         rows[name] = {"fid_domain": fid_from_features(ext.features((x.float() + 1) / 2), real),
                       "sample_s_per_image": secs / args.n}
     rows["genlab"]["train_s"], rows["diffusers"]["train_s"] = g_train, d_train
-    rows["genlab"]["params"] = sum(p.numel() for p in load_model(run)[0].parameters())
+    rows["genlab"]["params"] = sum(p.numel() for p in model.parameters())
     rows["diffusers"]["params"] = sum(p.numel() for p in unet.parameters())
     print(f"\n{args.steps} steps at batch {args.batch}, FID of {args.n} DDIM-{DDIM_STEPS} samples vs {args.n} test "
           f"images (domain features), {torch.get_num_threads()} thread(s)\n")
