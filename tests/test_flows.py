@@ -130,6 +130,33 @@ def test_actnorm_initialises_from_the_first_training_batch_once():
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in state.items())
 
 
+def test_diagonal_scale_starts_at_the_priors_spread_from_the_first_training_batch():
+    torch.manual_seed(0)
+    spread = math.pi / math.sqrt(3)  # NICE's logistic prior
+    layer = DiagonalScale(4, spread)
+    x = torch.randn(256, 4) * torch.tensor([1e-3, 0.1, 1.0, 10.0]) + 0.5  # background-like to wide dimensions
+    layer.eval()
+    assert torch.equal(layer(x)[0], x) and not layer.initialized
+    layer.train()
+    y, logdet = layer(x)
+    assert layer.initialized and torch.allclose(y.std(0, unbiased=False), torch.full((4,), spread), rtol=2e-3)
+    assert torch.allclose(logdet, layer.log_scale.sum().expand(256))
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer(x * 5)  # a second batch does not initialise again
+    assert all(torch.equal(v, layer.state_dict()[k]) for k, v in state.items())
+
+
+def test_nice_couplings_start_near_the_identity():
+    model = make("nice", (1, 4, 4), width=8, layers=2).eval()
+    x = inputs((1, 4, 4), n=8).float()
+    with torch.no_grad():
+        h = model.flow.layers[0](x)[0]
+        for coupling in model.flow.layers[1:-1]:
+            out = coupling(h)[0]
+            assert (out - h).abs().max() < 1e-2
+            h = out
+
+
 def test_batchnorm_flow_trains_on_batch_statistics_and_inverts_exactly_in_eval():
     torch.manual_seed(0)
     layer = BatchNormFlow(2).double()

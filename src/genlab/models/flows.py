@@ -158,7 +158,9 @@ class NICE(FlowModel):
         for i in range(4):  # x_a = even entries, then odd, then even, then odd
             mask = IndexMask.alternate(d, i % 2)
             couplings.append(AdditiveCoupling(mask, nice_net(*mask.sizes, cfg.width, cfg.layers)))
-        self.flow = FlowSequence(Flatten(info.shape), *couplings, DiagonalScale(d))  # B x C x H x W -> B x D
+        # the scaling starts where the first batch has the prior's spread: logistic std pi / sqrt(3), Gaussian 1
+        spread = math.pi / math.sqrt(3) if cfg.prior == "logistic" else 1.0
+        self.flow = FlowSequence(Flatten(info.shape), *couplings, DiagonalScale(d, spread))  # B x C x H x W -> B x D
 
 
 # ---------------------------------------------------------------------------------------------- RealNVP
