@@ -315,3 +315,25 @@ def test_shipped_domain_classifier_meets_its_bar():
     test = load("mnist").test
     x, y = test.images[:500].float() / 255, test.labels[:500]
     assert (ext.probs(x).argmax(1) == y).float().mean() >= 0.99  # the weights are the ones measured
+
+
+def test_eval_takes_the_samplers_options_and_keeps_them_in_the_protocol(runs, capsys, monkeypatch, tmp_path):
+    """`genlab eval DDPM --steps K`: sample metrics at K DDIM steps, each kept under its own protocol; metrics that
+    draw no samples refuse the options in one sentence."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    run, clf = tmp_path / "ddpm", f"domain:{runs / 'clf'}"
+    assert main(["train", "ddpm", "--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "32",
+                 "--set", "model.width=8", "--set", "model.mults=1,2", "--set", "model.timesteps=40",
+                 "--set", "model.steps=5", "--out", str(run), "--quiet"]) == 0
+    for steps in ("2", "8"):
+        code = main(["eval", str(run), "--features", clf, "--metrics", "fid", "--n", "60", "--steps", steps, "--quiet"])
+        assert code == 0, capsys.readouterr().err
+    ev = json.loads((run / "eval.json").read_text())
+    two, eight = ev["by_protocol"]["fid n=60 ref=test seed=0 steps=2"], ev["by_protocol"]["fid n=60 ref=test seed=0 steps=8"]
+    assert two["protocol"]["sampling"] == {"steps": 2} and eight["protocol"]["sampling"] == {"steps": 8}
+    assert ev["fid"] == eight and two["fid"] != eight["fid"]
+    capsys.readouterr()
+    assert main(["eval", str(run), "--metrics", "nll", "--n", "8", "--steps", "2"]) == 2
+    assert "apply to metrics of samples, and 'nll' draws none" in capsys.readouterr().err
+    assert main(["eval", str(runs / "vae"), "--features", clf, "--metrics", "fid", "--n", "60", "--steps", "2"]) == 2
+    assert "no sampling option --steps" in capsys.readouterr().err

@@ -43,6 +43,20 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
+def _sampling_args(p, note: str = "") -> None:
+    """The options of the models' `sample` (SAMPLING_OPTIONS), for genlab sample and genlab eval."""
+    p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)" + note)
+    p.add_argument("--truncation", type=float,
+                   help="stylegan: psi of the truncation trick, 0 (the mean w) .. 1 (none)" + note)
+    p.add_argument("--sampler", choices=("ddim", "ddpm"),
+                   help="diffusion: DDIM, or ancestral DDPM over all T steps" + note)
+    p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)" + note)
+    p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like" + note)
+    p.add_argument("--guidance", type=float,
+                   help="conditional diffusion: classifier-free guidance weight w (1 = plain conditional, 0 = none)"
+                        + note)
+
+
 def _run_dir_arg(p):
     p.add_argument("run", metavar="DIR", help="a run folder written by genlab train")
 
@@ -79,15 +93,9 @@ def build_parser() -> Parser:
                         "npz: uint8 N x H x W x C under key x")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
-    p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)")
-    p.add_argument("--truncation", type=float, help="stylegan: psi of the truncation trick, 0 (the mean w) .. 1 (none)")
+    _sampling_args(p)
     p.add_argument("--mix", action="store_true",
                    help="stylegan: write the style-mixing grid (with the truncation and noise figures) instead")
-    p.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: DDIM, or ancestral DDPM over all T steps")
-    p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)")
-    p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like")
-    p.add_argument("--guidance", type=float,
-                   help="conditional diffusion: classifier-free guidance weight w (1 = plain conditional, 0 = none)")
     p.add_argument("--complete", type=int, metavar="ROWS",
                    help="autoregressive models: keep the top ROWS rows of n test images and draw the rest")
 
@@ -136,6 +144,7 @@ def build_parser() -> Parser:
                    help="the reference split")
     p.add_argument("--iwae-k", type=positive_int, default=100, help="importance samples per image for nll (VAEs)")
     p.add_argument("--seed", type=seed_int, default=0)
+    _sampling_args(p, " (sample metrics only; recorded in their protocol)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--compare", action="store_true", help="tabulate the eval.json of several runs as Markdown")
     p.add_argument("-o", "--output", help="with --compare: Markdown file to write (default comparison.md)")
@@ -236,8 +245,25 @@ SAMPLING_OPTIONS = {"temperature": "flows", "sampler": "diffusion models", "step
                     "eta": "diffusion models", "guidance": "diffusion models", "truncation": "stylegan"}
 
 
-def cmd_sample(a) -> int:
+def _sampling_options(a, model, cfg) -> dict:
+    """The SAMPLING_OPTIONS given on the command line, as keyword arguments of the model's `sample`."""
     import inspect
+
+    kwargs = {}
+    accepted = inspect.signature(model.sample).parameters if hasattr(model, "sample") else {}
+    for name, owners in SAMPLING_OPTIONS.items():
+        value = getattr(a, name)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise UserError(f"model '{cfg.model}' has no sampling option --{name} ({owners} have it)")
+        if isinstance(value, float) and not value >= 0:
+            raise UserError(f"--{name} must be >= 0, got {value}")
+        kwargs[name] = value
+    return kwargs
+
+
+def cmd_sample(a) -> int:
     import time
 
     import torch
@@ -255,17 +281,7 @@ def cmd_sample(a) -> int:
             figs = model.figures(out, generator=torch.Generator(_device(model)).manual_seed(a.seed))
         print("wrote " + ", ".join(str(f) for f in figs))
         return 0
-    kwargs = {}
-    accepted = inspect.signature(model.sample).parameters
-    for name, owners in SAMPLING_OPTIONS.items():
-        value = getattr(a, name)
-        if value is None:
-            continue
-        if name not in accepted:
-            raise UserError(f"model '{cfg.model}' has no sampling option --{name} ({owners} have it)")
-        if isinstance(value, float) and not value >= 0:
-            raise UserError(f"--{name} must be >= 0, got {value}")
-        kwargs[name] = value
+    kwargs = _sampling_options(a, model, cfg)
     # the images in float32 and, at worst, about 15 times that in the generator's activations (drawn in one call)
     check_memory(f"-n {a.n} ({a.n:,} images of {' x '.join(map(str, cfg.info.shape))})", 64 * a.n * cfg.info.dim,
                  "draw fewer samples per call")
@@ -447,7 +463,7 @@ def cmd_eval(a) -> int:
     from .data import open_splits, prepare
     from .files import write_json
     from .metrics import MetricContext, evaluate, supported
-    from .metrics.registry import ARCHIVE, runnable
+    from .metrics.registry import ARCHIVE, METRICS, runnable
 
     if a.iwae_k > IWAE_K_MAX:
         raise UserError(f"--iwae-k {a.iwae_k:,} means {a.iwae_k:,} decoder passes per image (the papers use 5,000): "
@@ -463,10 +479,13 @@ def cmd_eval(a) -> int:
     ref = test if a.split == "test" and test is not None else train
     split = "test" if ref is test else "train"
     seen = train.subset(cfg.data.limit or None)  # the images the model trained on: memorisation's yardstick
+    sampling = _sampling_options(a, model, cfg)
     ctx = MetricContext(model, cfg, ref, split, a.n, seed=a.seed, features=a.features, classifier=a.classifier,
                         precision=a.precision, iwae_k=a.iwae_k, train=seen, heldout=test, out_dir=run_dir,
-                        progress=not a.quiet)
+                        progress=not a.quiet, sampling=sampling)
     if a.metrics is None:  # defaults: every supported metric whose networks fit these images
+        if sampling:  # sampling settings concern the metrics of samples only
+            names = [n for n in names if "sample" in METRICS[n].needs]
         names, notes = runnable(names, ctx)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -508,8 +527,9 @@ def _earlier_results(path: Path) -> dict:
 
 def protocol_key(key: str, metric: str, a) -> str:
     """The archive's key: the result key with the protocol's sample count, reference split and seed (and k for
-    the IWAE bound), e.g. "fid@inception-bf16 n=10000 ref=test seed=0"."""
+    the IWAE bound, and the sampling options given), e.g. "fid@inception-bf16 n=10000 ref=test seed=0 steps=10"."""
     parts = [key, f"n={a.n}", f"ref={a.split}", f"seed={a.seed}"] + ([f"k={a.iwae_k}"] if metric == "nll" else [])
+    parts += [f"{name}={getattr(a, name)}" for name in SAMPLING_OPTIONS if getattr(a, name, None) is not None]
     return " ".join(parts)
 
 

@@ -38,6 +38,7 @@ class MetricContext:
     heldout: ImageSet | None = None  # the test split, memorisation's yardstick
     out_dir: Path | None = None  # where figures go
     progress: bool = False
+    sampling: dict = field(default_factory=dict)  # keyword settings of model.sample (DDIM steps, temperature, ...)
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -70,8 +71,8 @@ class MetricContext:
             with torch.no_grad():
                 starts = range(0, self.n, self.batch_size)
                 for i in track(starts, len(starts), f"{self.run.model} samples", self.progress):
-                    out.append(to_unit(self.model.sample(min(self.batch_size, self.n - i), generator=g),
-                                       self.model.info).float().cpu())
+                    out.append(to_unit(self.model.sample(min(self.batch_size, self.n - i), generator=g,
+                                                         **self.sampling), self.model.info).float().cpu())
             self._cache["samples"] = torch.cat(out)
         return self._cache["samples"]
 
@@ -152,6 +153,9 @@ def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:
         if METRICS[name].equal_sets and ctx.n > len(ctx.data):  # refused before any metric samples
             raise UserError(f"{name} compares sets of equal size: --n {ctx.n} exceeds the {len(ctx.data)} images "
                             f"of the {ctx.split} split; lower --n")
+        if ctx.sampling and "sample" not in needs:
+            raise UserError(f"the sampling options ({', '.join(ctx.sampling)}) apply to metrics of samples, and "
+                            f"'{name}' draws none: compute it in a call without them")
     if any("sample" in METRICS[name].needs for name in names):  # kept as float32 (and copied once, by the cat)
         info = ctx.model.info
         check_memory(f"--n {ctx.n:,} ({ctx.n:,} samples of {' x '.join(map(str, info.shape))})",
@@ -161,4 +165,6 @@ def evaluate(names: list[str], ctx: MetricContext) -> dict[str, dict]:
         for name in names:
             torch.manual_seed(ctx.seed)
             out[name] = METRICS[name].fn(ctx)
+            if ctx.sampling:  # only metrics of samples get here with sampling settings
+                out[name]["protocol"]["sampling"] = dict(ctx.sampling)
     return out
