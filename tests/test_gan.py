@@ -167,3 +167,29 @@ def test_each_loss_brings_its_papers_optimizer_and_the_user_still_wins():
     assert (gp.train.lr, gp.train.beta1, gp.train.beta2, gp.model_cfg.n_critic) == (1e-4, 0.0, 0.9, 5)
     mine = compose("dcgan", flags={"train": {"lr": 3e-4}}, overrides=["model.loss=wgan", "model.n_critic=2"])
     assert (mine.train.optimizer, mine.train.lr, mine.model_cfg.n_critic) == ("rmsprop", 3e-4, 2)
+
+
+@pytest.mark.parametrize("sn", [False, True], ids=["plain", "spectral-norm"])
+def test_dcgan_init_draws_the_papers_weights(sn):
+    """model.init=dcgan: every conv and linear weight of G, D and D's head ~ N(0, 0.02^2), biases 0, batch-norm
+    scales ~ N(1, 0.02^2) (Radford et al. 2016), under spectral norm too (its stored weight is the original)."""
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    cfg = registry.get("dcgan").config_cls(init="dcgan", spectral_norm=sn, width=16)
+    torch.manual_seed(0)
+    model = registry.build("dcgan", cfg, DataInfo(1, 64, 64, range="-11", num_train=2))
+    layers = [m for net in (model.G, model.D, model.d_out) for m in net.modules()
+              if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    assert len(layers) >= 9
+    for m in layers:
+        w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+        spread = 0.3 if w.numel() < 500 else 0.05
+        assert abs(float(w.mean())) < 0.01 and float(w.detach().std()) == pytest.approx(0.02, rel=spread)
+        assert m.bias is None or not m.bias.any()
+    scales = torch.cat([m.weight for m in model.G.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert float(scales.mean()) == pytest.approx(1.0, abs=0.01) and float(scales.std()) == pytest.approx(0.02, rel=0.2)
+    torch.manual_seed(0)
+    info = DataInfo(1, 64, 64, range="-11", num_train=2)
+    default = registry.build("dcgan", registry.get("dcgan").config_cls(width=16), info)
+    assert float(default.G.body[-1].weight.std()) > 0.1  # PyTorch's own scale otherwise (its output layer: 0.14)

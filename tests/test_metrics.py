@@ -329,7 +329,7 @@ def test_eval_takes_the_samplers_options_and_keeps_them_in_the_protocol(runs, ca
         code = main(["eval", str(run), "--features", clf, "--metrics", "fid", "--n", "60", "--steps", steps, "--quiet"])
         assert code == 0, capsys.readouterr().err
     ev = json.loads((run / "eval.json").read_text())
-    two, eight = ev["by_protocol"]["fid n=60 ref=test seed=0 steps=2"], ev["by_protocol"]["fid n=60 ref=test seed=0 steps=8"]
+    two, eight = (ev["by_protocol"][f"fid n=60 ref=test seed=0 steps={k}"] for k in (2, 8))
     assert two["protocol"]["sampling"] == {"steps": 2} and eight["protocol"]["sampling"] == {"steps": 8}
     assert ev["fid"] == eight and two["fid"] != eight["fid"]
     capsys.readouterr()

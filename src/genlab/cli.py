@@ -45,7 +45,8 @@ class Parser(argparse.ArgumentParser):
 
 def _sampling_args(p, note: str = "") -> None:
     """The options of the models' `sample` (SAMPLING_OPTIONS), for genlab sample and genlab eval."""
-    p.add_argument("--temperature", type=float, help="flows: scale of the prior's noise (Glow's figures use 0.7)" + note)
+    p.add_argument("--temperature", type=float,
+                   help="flows: scale of the prior's noise (Glow's figures use 0.7)" + note)
     p.add_argument("--truncation", type=float,
                    help="stylegan: psi of the truncation trick, 0 (the mean w) .. 1 (none)" + note)
     p.add_argument("--sampler", choices=("ddim", "ddpm"),

@@ -18,7 +18,7 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..errors import UserError
 from ..losses import ADVERSARIAL, d_loss, g_loss, gradient_penalty, output_link
-from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
+from ..nn import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
 from ..optim import make_optimizer
 from .common import DiscriminatorHealth, frozen
 from .registry import register
@@ -57,11 +57,13 @@ class GANConfig:
     spectral_norm: bool = False  # discriminator weights divided by their largest singular value (Miyato 2018)
     lr_g: float = 0.0  # two time-scale rates; 0 = train.lr
     lr_d: float = 0.0  # (TTUR: Heusel et al. 2017)
+    init: str = "torch"  # torch (PyTorch's layer defaults) | dcgan (Radford et al.'s N(0, 0.02)): G, D, D's head
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ("mlp", "conv"))
         check_choice("model.loss", self.loss, ADVERSARIAL)
         check_choice("model.norm", self.norm, ("auto", "batch", "layer", "none"))
+        check_choice("model.init", self.init, ("torch", "dcgan"))
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.n_critic", self.n_critic)
         check_positive("model.fc", self.fc, allow_zero=True)
@@ -82,6 +84,9 @@ class GAN(DiscriminatorHealth, nn.Module):
         self.cfg, self.info = cfg, info
         self.G, self.D = self.build_networks(cfg, info)
         self.d_out = self.D.head(1)  # features -> logit (critic value)
+        if cfg.init == "dcgan":
+            for net in (self.G, self.D, self.d_out):
+                net.apply(dcgan_init)
         self.link = output_link(info.range)
         self.register_buffer("last_g_loss", torch.zeros(()), persistent=False)
         self.tracks_d_probs = cfg.loss in SIGMOID_LOSSES  # D(x), D(G(z)) are probabilities

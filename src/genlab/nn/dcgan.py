@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import UserError
@@ -56,6 +57,21 @@ def _norm(kind: str, c: int) -> nn.Module:
 def _norm1d(kind: str, c: int) -> nn.Module:
     """`_norm` for B x c features: batch norm, layer norm (per sample) or none."""
     return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(c)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al.'s initialisation, for `module.apply`: convolution and linear weights ~ N(0, 0.02^2),
+    batch-norm scales ~ N(1, 0.02^2), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        # under spectral norm the stored weight is the parametrisation's original
+        weight = module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight") \
+            else module.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
 
 
 class DCGenerator(nn.Module):
