@@ -171,14 +171,15 @@ def test_each_loss_brings_its_papers_optimizer_and_the_user_still_wins():
 
 @pytest.mark.parametrize("sn", [False, True], ids=["plain", "spectral-norm"])
 def test_dcgan_init_draws_the_papers_weights(sn):
-    """model.init=dcgan: every conv and linear weight of G, D and D's head ~ N(0, 0.02^2), biases 0, batch-norm
-    scales ~ N(1, 0.02^2) (Radford et al. 2016), under spectral norm too (its stored weight is the original)."""
+    """The conv GANs' default (model.init=auto) is Radford et al.'s: every conv and linear weight of G, D and D's
+    head ~ N(0, 0.02^2), biases 0, batch-norm scales ~ N(1, 0.02^2), under spectral norm too (its stored weight is
+    the original); init=torch keeps PyTorch's, which the MLP GAN keeps by default."""
     from torch import nn
     from torch.nn.utils import parametrize
 
-    cfg = registry.get("dcgan").config_cls(init="dcgan", spectral_norm=sn, width=16)
+    info = DataInfo(1, 64, 64, range="-11", num_train=2)
     torch.manual_seed(0)
-    model = registry.build("dcgan", cfg, DataInfo(1, 64, 64, range="-11", num_train=2))
+    model = registry.build("dcgan", registry.get("dcgan").config_cls(spectral_norm=sn, width=16), info)
     layers = [m for net in (model.G, model.D, model.d_out) for m in net.modules()
               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     assert len(layers) >= 9
@@ -190,6 +191,7 @@ def test_dcgan_init_draws_the_papers_weights(sn):
     scales = torch.cat([m.weight for m in model.G.modules() if isinstance(m, nn.BatchNorm2d)])
     assert float(scales.mean()) == pytest.approx(1.0, abs=0.01) and float(scales.std()) == pytest.approx(0.02, rel=0.2)
     torch.manual_seed(0)
-    info = DataInfo(1, 64, 64, range="-11", num_train=2)
-    default = registry.build("dcgan", registry.get("dcgan").config_cls(width=16), info)
-    assert float(default.G.body[-1].weight.std()) > 0.1  # PyTorch's own scale otherwise (its output layer: 0.14)
+    plain = registry.build("dcgan", registry.get("dcgan").config_cls(width=16, init="torch"), info)
+    assert float(plain.G.body[-1].weight.std()) > 0.1  # PyTorch's own scale (its output layer: 0.14)
+    mlp = registry.build("gan", registry.get("gan").config_cls(hidden=(32,)), DataInfo(1, 8, 8, range="-11"))
+    assert float(mlp.G.body[-1].weight.std()) > 0.1

@@ -57,13 +57,16 @@ class GANConfig:
     spectral_norm: bool = False  # discriminator weights divided by their largest singular value (Miyato 2018)
     lr_g: float = 0.0  # two time-scale rates; 0 = train.lr
     lr_d: float = 0.0  # (TTUR: Heusel et al. 2017)
-    init: str = "torch"  # torch (PyTorch's layer defaults) | dcgan (Radford et al.'s N(0, 0.02)): G, D, D's head
+    # weights of G, D and D's head: dcgan (Radford et al.'s N(0, 0.02)) | torch (PyTorch's layer defaults) | auto
+    # (dcgan for the conv networks: with PyTorch's, a 64 px DCGAN's pixels stuck at the tanh's rails and it collapsed;
+    # torch for the MLPs, as the original GAN's reference implementations)
+    init: str = "auto"
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ("mlp", "conv"))
         check_choice("model.loss", self.loss, ADVERSARIAL)
         check_choice("model.norm", self.norm, ("auto", "batch", "layer", "none"))
-        check_choice("model.init", self.init, ("torch", "dcgan"))
+        check_choice("model.init", self.init, ("auto", "torch", "dcgan"))
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.n_critic", self.n_critic)
         check_positive("model.fc", self.fc, allow_zero=True)
@@ -84,7 +87,7 @@ class GAN(DiscriminatorHealth, nn.Module):
         self.cfg, self.info = cfg, info
         self.G, self.D = self.build_networks(cfg, info)
         self.d_out = self.D.head(1)  # features -> logit (critic value)
-        if cfg.init == "dcgan":
+        if cfg.init == "dcgan" or (cfg.init == "auto" and cfg.arch == "conv"):
             for net in (self.G, self.D, self.d_out):
                 net.apply(dcgan_init)
         self.link = output_link(info.range)
