@@ -176,11 +176,15 @@ class MADE(BinaryFVBN, nn.Module):
         # which mask the next training batch uses: saved with the weights, so a resumed run continues the cycle
         self.register_buffer("next_mask", torch.zeros((), dtype=torch.long))
 
+    def masked_weights(self, k: int) -> list[torch.Tensor]:
+        """Each layer's weights under mask k (out x in)."""
+        return [lin.weight * getattr(self, f"mask_{k}_{layer}") for layer, lin in enumerate(self.layers)]
+
     def conditional_logits(self, v: torch.Tensor, k: int) -> torch.Tensor:
         """Binary pixels B x D -> each conditional's logit under mask k, B x D (pixel order)."""
         h = v
-        for layer, lin in enumerate(self.layers):
-            h = F.linear(h, lin.weight * getattr(self, f"mask_{k}_{layer}"), lin.bias)
+        for layer, (lin, w) in enumerate(zip(self.layers, self.masked_weights(k))):
+            h = F.linear(h, w, lin.bias)
             if layer < len(self.layers) - 1:
                 h = F.relu(h)
         return h
@@ -202,7 +206,8 @@ class MADE(BinaryFVBN, nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images from the ensemble: a mask per image (uniformly), then its chain, one MLP pass per pixel."""
+        """n images from the ensemble: a mask per image (uniformly), then its chain, pixel by pixel in the mask's
+        order; each step updates the first layer by the drawn pixel's column and computes that pixel's output only."""
         device = self.layers[0].weight.device
         v = torch.zeros(n, self.info.dim, device=device)
         pick = torch.randint(self.cfg.masks, (n,), generator=generator, device=device)
@@ -210,9 +215,15 @@ class MADE(BinaryFVBN, nn.Module):
             rows = (pick == k).nonzero().flatten()
             if len(rows) == 0:
                 continue
-            vk = v[rows]
+            vk, weights = v[rows], self.masked_weights(k)  # masked once, not once per pixel
+            first, *middle, last = zip(self.layers, weights)
+            a = F.linear(vk, first[1], first[0].bias)  # first layer's pre-activations, kept up to date: n x H1
             for i in getattr(self, f"order_{k}").tolist():
-                p = torch.sigmoid(self.conditional_logits(vk, k)[:, i])
+                h = F.relu(a)
+                for lin, w in middle:
+                    h = F.relu(F.linear(h, w, lin.bias))
+                p = torch.sigmoid(h @ last[1][i] + last[0].bias[i])  # only pixel i's output: n
                 vk[:, i] = torch.bernoulli(p, generator=generator)
+                a += vk[:, i : i + 1] * first[1][:, i]  # v changed in pixel i only: a rank-one update, as NADE's
             v[rows] = vk
         return self._images(v)
