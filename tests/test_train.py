@@ -86,6 +86,41 @@ def test_extending_a_finished_run_equals_one_long_run(tmp_path):
     assert steps == sorted(steps), "resumed log repeats or skips steps"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_step_keeps_that_step_and_the_resume_is_bit_exact(tmp_path, monkeypatch, signum):
+    """SIGTERM or Ctrl-C arriving inside step 6 (of 16, checkpoints only at epoch ends): the step finishes, a
+    checkpoint is written at step 6, and resuming from it ends where an uninterrupted run ends."""
+    from genlab.models.vae import VAE
+
+    step_of = VAE.train_step
+
+    def signalling_step(self, batch, opts, step):
+        terms = step_of(self, batch, opts, step)
+        if step == 5 and not (tmp_path / "signalled").exists():
+            (tmp_path / "signalled").touch()
+            os.kill(os.getpid(), signum)  # delivered here, while the step is under way
+        return terms
+
+    class NotCaught(Exception):
+        pass
+
+    def outside(signum, frame):  # what runs if the trainer leaves the signal to the caller's handler
+        raise NotCaught
+
+    monkeypatch.setattr(VAE, "train_step", signalling_step)
+    previous = signal.signal(signum, outside)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+        assert signal.getsignal(signum) is outside  # the caller's handler is back
+    finally:
+        signal.signal(signum, previous)
+    assert json.loads((tmp_path / "a" / "trainer_state.json").read_text())["step"] == 6
+    train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+    train(tiny_run(epochs=2), tmp_path / "b", quiet=True)
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
 def test_log_lines_after_a_resume_average_the_same_steps(tmp_path):
     """A checkpoint at step 8 with log lines every 5 steps: the line at step 10 averages steps 6-10 either way."""
     train(tiny_run(epochs=1, log_every=5), tmp_path / "a", quiet=True)

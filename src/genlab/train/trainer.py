@@ -6,8 +6,8 @@
     optional: model.sample(n, generator=g), model.reconstruct(x), model.losses(x, y), model.health(),
               model.figures(dir, generator=g)
 
-It moves batches, seeds every step, logs, draws a fixed-noise grid per epoch, checkpoints atomically,
-resumes, and runs unchanged under torchrun.
+It moves batches, seeds every step, logs, draws a fixed-noise grid per epoch, checkpoints atomically
+(and on SIGINT or SIGTERM, after the step under way: interrupt.py), resumes, and runs unchanged under torchrun.
 
 Reproducibility: the random numbers of step t are drawn from a generator seeded by (seed, rank, t)
 and epoch e's batch order by (seed, e), so a run resumed from any checkpoint repeats, bit for bit on
@@ -33,6 +33,7 @@ from ..errors import UserError
 from ..models import registry
 from . import checkpoint as ckpt
 from . import distributed as ddp
+from .interrupt import GracefulStop
 from .ema import EMA
 from .optim import Stepper, lr_factor
 
@@ -359,11 +360,13 @@ class Trainer:
         imgs_log = 0
         self.time_base = self.time_s
         self.model.train()
+        stop = GracefulStop().install()
         try:
             while self.step < self.total:
                 epoch, b = divmod(self.step, self.steps_per_epoch)
                 order = self.loader.order(epoch)
                 while b < self.steps_per_epoch and self.step < self.total:
+                    stop.in_step = True
                     self.seed_step()
                     batch = self.loader.batch(order, b, with_index)
                     x = batch[0]
@@ -405,6 +408,9 @@ class Trainer:
                         self.acc, self.acc_n, t_log, imgs_log = None, 0, now, 0
                     if self.step % cfg.ckpt_every == 0 and b < self.steps_per_epoch:
                         self.save()
+                    if stop.should_stop():  # SIGINT or SIGTERM came during the step: keep it, then stop
+                        self.save()
+                        raise KeyboardInterrupt
                 if b == self.steps_per_epoch:  # epoch end: grid, mode coverage, test losses, checkpoint
                     self.preview(epoch + 1)
                     for monitor in self.monitors:
@@ -427,6 +433,7 @@ class Trainer:
                 "; no checkpoint had been written yet"
             raise Diverged(f"{e}{kept}") from None
         finally:
+            stop.restore()
             bar.close()
             if self.tb is not None:
                 self.tb.close()
