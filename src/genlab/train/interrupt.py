@@ -3,8 +3,8 @@
 SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's stop) that arrive while a training step is under way let the
 step finish; the trainer then writes a checkpoint at that step and stops. Between steps (the epoch's grid,
 monitors and test losses), or when a second one arrives before the step ends, they interrupt at once, and the
-run resumes from its last checkpoint. SIGKILL cannot
-be caught: a run killed so resumes from its last checkpoint (`train.ckpt_every`).
+run resumes from its last checkpoint. SIGKILL cannot be caught: a run killed so resumes from its last checkpoint
+(`train.ckpt_every`).
 """
 from __future__ import annotations
 
