@@ -33,8 +33,8 @@ from ..errors import UserError
 from ..models import registry
 from . import checkpoint as ckpt
 from . import distributed as ddp
-from .interrupt import GracefulStop
 from .ema import EMA
+from .interrupt import GracefulStop
 from .optim import Stepper, lr_factor
 
 # train settings a resumed run may change; any other difference means a different run
