@@ -31,8 +31,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 def group_norm(c: int) -> nn.GroupNorm:
     """Group norm with at most 32 groups of at least 4 channels each: the paper's 32 groups from 128 channels on, and
-    for narrower networks the largest divisor of c up to c / 4. Groups of one channel (32 groups at width 32) would remove each
-    channel's spatial mean, so that the output layer can hardly shift the whole image."""
+    for narrower networks the largest divisor of c up to c / 4. Groups of one channel (32 groups at width 32) would
+    remove each channel's spatial mean, so that the output layer can hardly shift the whole image."""
     return nn.GroupNorm(next(g for g in range(max(1, min(32, c // 4)), 0, -1) if c % g == 0), c)
 
 
