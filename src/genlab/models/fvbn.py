@@ -216,14 +216,14 @@ class MADE(BinaryFVBN, nn.Module):
             if len(rows) == 0:
                 continue
             vk, weights = v[rows], self.masked_weights(k)  # masked once, not once per pixel
-            first, *middle, last = zip(self.layers, weights)
-            a = F.linear(vk, first[1], first[0].bias)  # first layer's pre-activations, kept up to date: n x H1
+            (first, w_first), *middle, (last, w_last) = zip(self.layers, weights)
+            a = F.linear(vk, w_first, first.bias)  # first layer's pre-activations, kept up to date: n x H1
             for i in getattr(self, f"order_{k}").tolist():
                 h = F.relu(a)
                 for lin, w in middle:
                     h = F.relu(F.linear(h, w, lin.bias))
-                p = torch.sigmoid(h @ last[1][i] + last[0].bias[i])  # only pixel i's output: n
+                p = torch.sigmoid(h @ w_last[i] + last.bias[i])  # only pixel i's output: n
                 vk[:, i] = torch.bernoulli(p, generator=generator)
-                a += vk[:, i : i + 1] * first[1][:, i]  # v changed in pixel i only: a rank-one update, as NADE's
+                a += vk[:, i : i + 1] * w_first[:, i]  # v changed in pixel i only: a rank-one update, as NADE's
             v[rows] = vk
         return self._images(v)
