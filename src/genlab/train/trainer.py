@@ -381,7 +381,8 @@ class Trainer:
                         ddp.sync_buffers(self.model)
                     if self.ema:
                         self.ema.update(self.model, self.step)
-                    vals = torch.stack([v.float() for v in terms.values()])
+                    # a model may report bookkeeping terms (ProGAN's phase) as CPU scalars beside CUDA losses
+                    vals = torch.stack([v.to(self.device, torch.float32) for v in terms.values()])
                     self.acc = vals if self.acc is None else self.acc + vals
                     self.acc_names, self.acc_n = list(terms), self.acc_n + 1
                     if lines:
