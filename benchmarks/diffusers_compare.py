@@ -5,9 +5,11 @@ same number of steps on MNIST, then the domain FID of DDIM samples and the sampl
     python benchmarks/diffusers_compare.py --out /tmp/ddpm_vs_diffusers --steps 300 --n 1000
 
 Both sides: 28 x 28 MNIST in [-1, 1], batch --batch, U-Net of widths (32, 64, 64) with two residual blocks a
-level (three on the way up), self-attention at 14 and 7 px and in the middle, single-head, group norm of 32
-groups, dropout 0.1, sinusoidal time embedding of 32 -> 128; T = 1000, Ho et al.'s linear betas 1e-4 .. 0.02,
-epsilon prediction and the simplified loss; Adam 2e-4 after a linear warm-up of --warmup steps, gradient norm
+level (three on the way up), self-attention at 14 and 7 px and in the middle, single-head, group norm with
+genlab's rule (at most 32 groups of at least 4 channels: 8 groups at 32 channels, 16 at 64; diffusers' GroupNorm
+layers are given the same counts after construction), no dropout, sinusoidal time embedding of 32 -> 128; T = 1000,
+Ho et al.'s linear betas 1e-4 .. 0.02, epsilon prediction and the simplified loss; Adam --lr (genlab's DDPM default,
+1e-3) after a linear warm-up of --warmup steps, gradient norm
 clipped at 1, EMA 0.9999 with the (1 + s) / (10 + s) warm-up (what both libraries do). Samples: the EMA weights,
 DDIM with 50 steps and eta = 0, x0 clipped to [-1, 1]. genlab trains through its command line (`genlab train
 ddpm`); diffusers through the smallest loop its documentation shows (UNet2DModel, DDPMScheduler.add_noise,
@@ -31,6 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 from genlab.data import load  # noqa: E402
 from genlab.metrics.features import get_extractor  # noqa: E402
 from genlab.metrics.frechet import fid_from_features  # noqa: E402
+from genlab.nn.unet import group_norm  # noqa: E402
 from genlab.run import load_model  # noqa: E402
 
 WIDTHS = (32, 64, 64)
@@ -42,6 +45,7 @@ def train_genlab(out: Path, args) -> tuple[Path, float]:
     cmd = [sys.executable, "-m", "genlab.cli", "train", "ddpm", "--data", "mnist", "--seed", "0", "--quiet",
            "--set", f"model.width={WIDTHS[0]}", "--set", "model.mults=[1, 2, 2]", "--set", "model.blocks=2",
            "--set", "model.attention=16", "--set", "model.timesteps=1000", "--set", "model.schedule=linear",
+           "--set", "model.dropout=0", "--set", f"train.lr={args.lr}",
            "--set", f"train.batch_size={args.batch}", "--set", f"train.max_steps={args.steps}",
            "--set", f"train.warmup_steps={args.warmup}", "--set", "train.samples=0", "--set", "train.eval_test=false",
            "--out", str(run)]
@@ -57,9 +61,12 @@ def train_diffusers(out: Path, args) -> tuple[object, object, float]:
     unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=WIDTHS,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"), attention_head_dim=None,
-                       norm_num_groups=32, dropout=0.1)  # 1,707,009 parameters, as genlab's U-Net
+                       norm_num_groups=8, dropout=0.0)  # 1,707,009 parameters, as genlab's U-Net
+    for m in unet.modules():  # genlab's group counts per width (one count for all widths is all diffusers takes)
+        if isinstance(m, torch.nn.GroupNorm):
+            m.num_groups = group_norm(m.num_channels).num_groups
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    opt = torch.optim.Adam(unet.parameters(), lr=2e-4)
+    opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup))
     ema = EMAModel(unet.parameters(), decay=0.9999)
     images = load("mnist").train.images  # N x 1 x 28 x 28 uint8
@@ -117,6 +124,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--n", type=int, default=1000, help="samples per side for the FID (against as many test images)")
     args = p.parse_args()
     out = Path(args.out)
