@@ -1,10 +1,11 @@
 """The reproduction table: genlab's converged runs beside the papers' numbers (issue 10).
 
-    python benchmarks/reproduction.py collect RUN_DIR NAME   # copy a run's small artefacts to docs/reproduction/NAME
+    python benchmarks/reproduction.py collect RUN_DIR NAME [--machine TEXT]  # copy a run's small artefacts
     python benchmarks/reproduction.py table                  # write REPRODUCTION.md from docs/reproduction/*/
 
 `collect` keeps config.json, eval.json and metrics.jsonl (never the weights), the run's last sample grid and
-a learning curve (curve.png: the model's metric against training time). `table` reads every target below,
+a learning curve (curve.png: the model's metric against training time), and with --machine the machine it
+trained on (machine.txt; without it, this project's shared CPU). `table` reads every target below,
 takes the measured number from the collected eval.json, the budget from metrics.jsonl and config.json, and
 writes REPRODUCTION.md, with docs/reproduction/notes.md (the runs' circumstances, the gap analysis) after the
 table; a target without a collected run is listed as not yet run.
@@ -34,11 +35,14 @@ class Target:
     evaluate: str  # the eval command's options
     curve: tuple[tuple[str, str], ...]  # (metrics.jsonl event, field) drawn against training time: the first logged
     unit: str = ""
+    train_opts: str = ""  # options the run added to its recipe
 
 
 # the monitor's domain FID of 1000 samples per epoch; runs from before it was logged show the class KL
 GAN_CURVE = (("modes", "fid_1k"), ("modes", "kl_data_to_samples"))
 BINARY_EXACT = "dynamically binarised MNIST, all 10,000 test images binarised once (seed 0), exact NLL"
+RBM_AIS = ("dynamically binarised MNIST, all 10,000 test images binarised once (seed 0); log Z estimated by AIS "
+           "(100 runs, 14,500 temperatures, from the base-rate machine)")
 FID = "Inception FID (2015-12-05 weights, (p-128)/128), 10,000 samples vs the 10,000 MNIST test images"
 TARGETS = [
     Target("dcgan_ns", "DCGAN, non-saturating", ("fid@inception", "fid"), 10, "6.8 (NS GAN, Lucic et al. 2018) [S]",
@@ -73,9 +77,24 @@ TARGETS = [
     Target("made", "MADE, 8,000 units, one mask", ("nll", "nll_nats"), 88.04, "88.04 (Germain et al. 2015) [U]",
            BINARY_EXACT, "made_mnist.toml", "--metrics nll --n 10000", (("test", "loss"),), " nats"),
     Target("rbm", "RBM, 500 units, CD-25", ("nll", "nll_nats"), 86.34, "86.34 (Salakhutdinov & Murray 2008)",
-           "dynamically binarised MNIST, all 10,000 test images binarised once (seed 0); log Z estimated by AIS "
-           "(100 runs, 14,500 temperatures, from the base-rate machine)", "rbm_mnist.toml", "--metrics nll --n 10000",
-           (("test", "recon_error"),), " nats"),
+           RBM_AIS, "rbm_mnist.toml", "--metrics nll --n 10000", (("test", "recon_error"),), " nats"),
+    # the same recipes trained longer on a lent GPU (benchmarks/gpu_session.sh; the budget names the machine)
+    Target("gated_pixelcnn_h200", "Gated PixelCNN (GPU)", ("nll", "nll_nats"), 85,
+           "81.50 (pytorch-generative); 81.30 PixelCNN [S]", BINARY_EXACT, "gated_pixelcnn_mnist.toml",
+           "--metrics nll --n 10000", (("test", "loss"),), " nats", "--set train.epochs=6"),
+    Target("nade_h200", "NADE, 500 units (GPU)", ("nll", "nll_nats"), 88.86,
+           "88.86 (Larochelle & Murray 2011, static binarisation)", BINARY_EXACT, "nade_mnist.toml",
+           "--metrics nll --n 10000", (("test", "loss"),), " nats", "--set train.epochs=18"),
+    Target("made_h200", "MADE, 8,000 units, one mask (GPU)", ("nll", "nll_nats"), 88.04,
+           "88.04 (Germain et al. 2015) [U]", BINARY_EXACT, "made_mnist.toml", "--metrics nll --n 10000",
+           (("test", "loss"),), " nats", "--set train.epochs=18"),
+    Target("made32_h200", "MADE, 8,000 units, 32 masks (GPU)", ("nll", "nll_nats"), 86.64,
+           "86.64 (Germain et al. 2015, mask ensemble) [U]", BINARY_EXACT + " of the 32 masks' average",
+           "made_mnist.toml", "--metrics nll --n 10000", (("test", "loss"),), " nats",
+           "--set model.masks=32 --set train.epochs=16"),
+    Target("rbm_h200", "RBM, 500 units, CD-25 (GPU)", ("nll", "nll_nats"), 86.34,
+           "86.34 (Salakhutdinov & Murray 2008)", RBM_AIS, "rbm_mnist.toml", "--metrics nll --n 10000",
+           (("test", "recon_error"),), " nats", "--set train.epochs=28"),
 ]
 
 
@@ -99,7 +118,8 @@ def draw_curve(folder: Path, target: Target) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(*zip(*pts), marker="o", ms=3)
-    ax.set_xlabel("training time (min, this CPU)")
+    where = folder / "machine.txt"
+    ax.set_xlabel(f"training time (min, {where.read_text().strip() if where.exists() else 'this CPU'})", fontsize=8)
     ax.set_ylabel(f"{event} {field}")
     ax.set_title(target.model, fontsize=10)
     ax.grid(alpha=0.3)
@@ -109,7 +129,7 @@ def draw_curve(folder: Path, target: Target) -> Path | None:
     return folder / "curve.png"
 
 
-def collect(run_dir: Path, name: str) -> None:
+def collect(run_dir: Path, name: str, machine: str | None = None) -> None:
     target = next((t for t in TARGETS if t.name == name), None)
     if target is None:
         sys.exit(f"unknown target '{name}'; one of {[t.name for t in TARGETS]}")
@@ -123,6 +143,8 @@ def collect(run_dir: Path, name: str) -> None:
         shutil.copy2(run_dir / "sample.png", dest / "samples.png")
     elif grids:
         shutil.copy2(grids[-1], dest / "samples.png")
+    if machine:
+        (dest / "machine.txt").write_text(machine + "\n")
     draw_curve(dest, target)
     print(f"collected {run_dir} -> {dest}")
 
@@ -135,7 +157,9 @@ def budget(folder: Path) -> str:
     last = ev[-1]
     hours = last["time_s"] / 3600
     images = last["step"] * cfg["train"]["batch_size"]
-    return f"{hours:.2f} h wall (1 thread, 2 shared cores); {last['epoch']:.0f} epochs, {images / 1e6:.2f} M images"
+    where = folder / "machine.txt"
+    machine = where.read_text().strip() if where.exists() else "1 thread, 2 shared cores"
+    return f"{hours:.2f} h wall ({machine}); {last['epoch']:.0f} epochs, {images / 1e6:.2f} M images"
 
 
 BESIDE = [  # (eval.json key, field, label): the figures printed beside the headline when measured
@@ -158,7 +182,8 @@ def beside(ev: dict, headline: tuple[str, str]) -> str:
 
 def table() -> str:
     lines = ["# Reproduction table", "",
-             "genlab's runs on this project's CPU beside the published numbers (issue 10). Written by",
+             "genlab's runs on this project's CPU (rows marked GPU: on a lent H200, the budget says how shared)",
+             "beside the published numbers (issues 10 and 14). Written by",
              "`python benchmarks/reproduction.py table` from the artefacts in docs/reproduction/ (config.json,",
              "eval.json, metrics.jsonl, a learning curve and a sample grid per run; the weights are not kept).",
              "Lower is better in every row. [S] = quoted by another source; [U] = not verified (shared/REFERENCES.md).", "",
@@ -176,7 +201,8 @@ def table() -> str:
         value = ev.get(key, {}).get(field)
         run = f"runs/{t.name}"
         opts = t.evaluate + (" --precision bf16" if key.endswith("-bf16") else "")
-        cmd = f"`genlab train --config configs/{t.recipe} --out {run}`; `genlab eval {run} {opts}`"
+        train = f"genlab train --config configs/{t.recipe}" + (f" {t.train_opts}" if t.train_opts else "")
+        cmd = f"`{train} --out {run}`; `genlab eval {run} {opts}`"
         if value is None:
             lines.append(f"| {t.model} | not yet run | {t.target}{t.unit} | {t.paper} | | {t.protocol} | | {cmd} |")
             continue
@@ -199,10 +225,11 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("run_dir", type=Path)
     c.add_argument("name")
+    c.add_argument("--machine", help="where the run trained, printed in its budget (default: this project's CPU)")
     sub.add_parser("table")
     args = p.parse_args()
     if args.cmd == "collect":
-        collect(args.run_dir, args.name)
+        collect(args.run_dir, args.name, args.machine)
     else:
         (ROOT / "REPRODUCTION.md").write_text(table())
         print(f"wrote {ROOT / 'REPRODUCTION.md'}")
