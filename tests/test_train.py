@@ -121,6 +121,54 @@ def test_a_signal_during_a_step_keeps_that_step_and_the_resume_is_bit_exact(tmp_
     assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
 
 
+@pytest.mark.parametrize("where", ["test_losses", "last_step"])
+def test_a_signal_at_an_epoch_end_keeps_the_epoch_and_the_resume_redoes_its_end(tmp_path, monkeypatch, where):
+    """SIGTERM during epoch 1's test losses (minutes, for a model whose monitor samples), or during its last step:
+    the checkpoint holds the whole epoch with its end pending; the resumed run writes epoch 1's test line once and
+    ends with the weights and log of an uninterrupted run."""
+    from genlab.models.vae import VAE
+    from genlab.train.trainer import Trainer
+
+    def signal_once():
+        if not (tmp_path / "signalled").exists():
+            (tmp_path / "signalled").touch()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if where == "test_losses":
+        evaluate_test = Trainer.evaluate_test
+
+        def signalling_test(self):
+            signal_once()  # raises at once: no step is under way
+            return evaluate_test(self)
+
+        monkeypatch.setattr(Trainer, "evaluate_test", signalling_test)
+    else:
+        step_of = VAE.train_step
+
+        def signalling_step(self, batch, opts, step):
+            terms = step_of(self, batch, opts, step)
+            if step == 7:  # the last of epoch 1's 8 steps
+                signal_once()
+            return terms
+
+        monkeypatch.setattr(VAE, "train_step", signalling_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+    state = json.loads((tmp_path / "a" / "trainer_state.json").read_text())
+    assert state["step"] == 8 and state["epoch_end_pending"] is True
+    train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+    assert json.loads((tmp_path / "a" / "trainer_state.json").read_text())["epoch_end_pending"] is False
+    train(tiny_run(epochs=2), tmp_path / "b", quiet=True)
+    assert_same(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+    def log(run):
+        return [{k: v for k, v in r.items() if k not in ("time_s", "img_per_s")}
+                for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+    assert log(tmp_path / "a") == log(tmp_path / "b")
+    assert [r["step"] for r in log(tmp_path / "a") if r["event"] == "test"] == [8, 16]
+
+
 def test_log_lines_after_a_resume_average_the_same_steps(tmp_path):
     """A checkpoint at step 8 with log lines every 5 steps: the line at step 10 averages steps 6-10 either way."""
     train(tiny_run(epochs=1, log_every=5), tmp_path / "a", quiet=True)

@@ -1,10 +1,11 @@
 """Stopping a run by a signal without losing its steps.
 
 SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler's stop) that arrive while a training step is under way let the
-step finish; the trainer then writes a checkpoint at that step and stops. Between steps (the epoch's grid,
-monitors and test losses), or when a second one arrives before the step ends, they interrupt at once, and the
-run resumes from its last checkpoint. SIGKILL cannot be caught: a run killed so resumes from its last checkpoint
-(`train.ckpt_every`).
+step finish; the trainer then writes a checkpoint at that step and stops. During an epoch's end (its grid,
+monitors and test losses, which can take minutes) they stop that work at once: the trainer checkpoints the
+finished epoch with its end marked pending, and the resumed run does that work before its next step. A second
+signal before the step ends interrupts at once, and the run resumes from its last checkpoint. SIGKILL cannot be
+caught: a run killed so resumes from its last checkpoint (`train.ckpt_every`).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class GracefulStop:
         self.previous = {}
 
     def handle(self, signum, frame) -> None:
-        if not self.in_step or self.requested:  # between steps, or a second signal: stop now
+        if not self.in_step or self.requested:  # outside a step (the trainer checkpoints), or a second signal
             raise KeyboardInterrupt
         self.requested = True  # the step finishes first
 

@@ -146,6 +146,7 @@ class Trainer:
         self.steppers = {k: Stepper(o, self.cfg.grad_clip, scaler, self.dist.world) for k, o in self.optimizers.items()}
         self.ema = EMA(self.model, self.cfg.ema) if self.cfg.ema else None
         self.step, self.time_s = 0, 0.0
+        self.epoch_end_pending = False  # set by a checkpoint written before its epoch's end work was done
         self.acc, self.acc_n, self.acc_names = None, 0, None  # loss sums since the last log line
         self._resume_or_start()
         if self.dist.world > 1:
@@ -185,6 +186,7 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.time_s = int(state["step"]), float(state["time_s"])
+        self.epoch_end_pending = bool(state.get("epoch_end_pending", False))
         sums = state.get("log_sums")
         if sums is not None:
             if not (isinstance(sums, dict) and _is_sums(sums)):
@@ -194,17 +196,21 @@ class Trainer:
         if main:
             saved["train"] = now["train"]  # record the extended budget
             files.write_json(self.out / "config.json", saved)
-            self._truncate_metrics(self.step)
+            self._truncate_metrics(self.step, self.epoch_end_pending)
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines past the checkpoint: the resumed run writes them again."""
+    def _truncate_metrics(self, step: int, epoch_end_pending: bool) -> None:
+        """Drop log lines past the checkpoint (and those of its epoch end when that work is to be redone): the
+        resumed run writes them again."""
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [rec for rec in ckpt.read_metrics(path) if rec["step"] <= step]
+        keep = [rec for rec in ckpt.read_metrics(path)
+                if rec["step"] < step or (rec["step"] == step and not (epoch_end_pending and rec["event"] != "train"))]
         files.atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep)))
 
-    def save(self) -> None:
+    def save(self, epoch_end_pending: bool = False) -> None:
+        """A checkpoint of the run at self.step; `epoch_end_pending` when the epoch that ends there has not had its
+        grid, monitors and test losses yet (a resumed run does them first)."""
         self.time_s = self.time_base + time.perf_counter() - self.t0  # the epoch-end work counts too
         if not self.dist.main:
             return
@@ -213,7 +219,7 @@ class Trainer:
             t, metas[name] = ckpt.optimizer_to_flat(name, opt)
             tensors.update(t)
         state = {"step": self.step, "epoch": self.step // self.steps_per_epoch, "time_s": self.time_s,
-                 "optimizers": metas, "world": self.dist.world,
+                 "epoch_end_pending": epoch_end_pending, "optimizers": metas, "world": self.dist.world,
                  "scaler": self.scaler.state_dict() if self.scaler else None,
                  # the loss sums since the last log line, so that the first line after a resume averages the same
                  # steps as an uninterrupted run's (float32 values are exact in JSON)
@@ -228,6 +234,23 @@ class Trainer:
         if self.ema:
             writers["ema.safetensors"] = lambda p: files.save_tensors(p, self.ema.model.state_dict(), meta)
         ckpt.commit(self.out, writers)
+
+    def end_epoch(self, epoch: int) -> dict:
+        """The epoch's grid, mode coverage and test losses, then its checkpoint. A signal during this work stops
+        it at once: the checkpoint then marks it pending, and the resumed run does it before its next step."""
+        try:
+            self.preview(epoch)
+            for monitor in self.monitors:
+                monitor(self)
+            test = self.evaluate_test()
+            if test:
+                self.log("test", test)
+        except KeyboardInterrupt:
+            self.save(epoch_end_pending=True)
+            raise
+        self.epoch_end_pending = False
+        self.save()
+        return test
 
     # ---------------------------------------------------------------- logging
     def epoch_line(self, epoch: int, start_step: int, means: dict, test: dict | None) -> None:
@@ -362,6 +385,8 @@ class Trainer:
         self.model.train()
         stop = GracefulStop().install()
         try:
+            if self.epoch_end_pending:  # the run was stopped before its last epoch's end was done
+                self.end_epoch(self.step // self.steps_per_epoch)
             while self.step < self.total:
                 epoch, b = divmod(self.step, self.steps_per_epoch)
                 order = self.loader.order(epoch)
@@ -410,16 +435,10 @@ class Trainer:
                     if self.step % cfg.ckpt_every == 0 and b < self.steps_per_epoch:
                         self.save()
                     if stop.should_stop():  # SIGINT or SIGTERM came during the step: keep it, then stop
-                        self.save()
+                        self.save(epoch_end_pending=b == self.steps_per_epoch)
                         raise KeyboardInterrupt
-                if b == self.steps_per_epoch:  # epoch end: grid, mode coverage, test losses, checkpoint
-                    self.preview(epoch + 1)
-                    for monitor in self.monitors:
-                        monitor(self)
-                    test = self.evaluate_test()
-                    if test:
-                        self.log("test", test)
-                    self.save()
+                if b == self.steps_per_epoch:
+                    test = self.end_epoch(epoch + 1)
                     if lines:
                         means = dict(zip(self.acc_names, (epoch_sums / epoch_n).tolist())) if epoch_n else {}
                         self.epoch_line(epoch + 1, start_step, means, test)
