@@ -53,18 +53,26 @@ def train_genlab(out: Path, args) -> tuple[Path, float]:
     return run, float(json.loads((run / "trainer_state.json").read_text())["time_s"])  # the training loop's time
 
 
-def train_diffusers(out: Path, args) -> tuple[object, object, float]:
-    from diffusers import DDPMScheduler, UNet2DModel
-    from diffusers.training_utils import EMAModel
+def diffusers_unet():
+    """diffusers' UNet2DModel configured as genlab's recipe U-Net (1,707,009 parameters)."""
+    from diffusers import UNet2DModel
 
-    torch.manual_seed(0)
     unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=WIDTHS,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"), attention_head_dim=None,
-                       norm_num_groups=8, dropout=0.0)  # 1,707,009 parameters, as genlab's U-Net
+                       norm_num_groups=8, dropout=0.0)
     for m in unet.modules():  # genlab's group counts per width (one count for all widths is all diffusers takes)
         if isinstance(m, torch.nn.GroupNorm):
             m.num_groups = group_norm(m.num_channels).num_groups
+    return unet
+
+
+def train_diffusers(out: Path, args) -> tuple[object, object, float]:
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(0)
+    unet = diffusers_unet()
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup))

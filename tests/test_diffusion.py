@@ -209,6 +209,25 @@ def test_unet_pads_odd_sizes_and_crops_back():
     assert out.shape == (2, 3, 7, 9)
 
 
+def test_self_attention_is_the_papers_single_head_attention_over_positions():
+    """x + W_o softmax(q k^T / sqrt(c)) v, q k v = W_{q,k,v} GroupNorm(x) per position, written out by hand."""
+    from genlab.nn.unet import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(8)
+    x = torch.randn(2, 8, 3, 5)
+    with torch.no_grad():
+        attn.norm.weight.normal_(), attn.norm.bias.normal_()
+        tokens = attn.norm(x).flatten(2).transpose(1, 2)  # B x HW x c
+        wq, wk, wv = attn.qkv.weight[:, :, 0, 0].chunk(3)
+        bq, bk, bv = attn.qkv.bias.chunk(3)
+        q, k, v = tokens @ wq.T + bq, tokens @ wk.T + bk, tokens @ wv.T + bv
+        out = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(8), dim=2) @ v  # B x HW x c
+        out = out @ attn.proj.weight[:, :, 0, 0].T + attn.proj.bias
+        expected = x + out.transpose(1, 2).reshape(2, 8, 3, 5)
+        torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_config_refusals():
     for fields, match in [({"steps": 2000}, "cannot exceed"), ({"mults": ()}, "mults"),
                           ({"schedule": "quadratic"}, "schedule"), ({"prediction": "score"}, "prediction"),

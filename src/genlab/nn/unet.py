@@ -61,9 +61,14 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(2, 3).unbind(1)  # each B x HW x c
+        # the 1 x 1 convolutions applied as matrix products on the positions' tokens: the same arithmetic, and
+        # q, k, v come out with unit stride along c, which PyTorch's fused CPU attention kernel takes (from the
+        # convolutions' channels-first output it fell back to batched products: benchmarks/unet_speed.py)
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # B x HW x c
+        q, k, v = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias).chunk(3, dim=2)  # each B x HW x c
         out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # B x HW x c
-        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+        out = F.linear(out, self.proj.weight.flatten(1), self.proj.bias)  # B x HW x c
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
 class Level(nn.Module):
