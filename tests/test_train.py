@@ -169,6 +169,20 @@ def test_a_signal_at_an_epoch_end_keeps_the_epoch_and_the_resume_redoes_its_end(
     assert [r["step"] for r in log(tmp_path / "a") if r["event"] == "test"] == [8, 16]
 
 
+@pytest.mark.parametrize("setting, value", [("amsgrad", 1e308), ("lr", "fast"), ("eps", float("nan")),
+                                            ("betas", [0.9])])
+def test_a_damaged_optimizer_setting_is_refused_before_any_step(tmp_path, setting, value):
+    """Adam reads `amsgrad` as a flag and `betas` as a pair mid-step: a number in the flag's place used to end in
+    a KeyError traceback inside torch at the first step after the resume."""
+    train(tiny_run(epochs=1), tmp_path / "a", quiet=True)
+    path = tmp_path / "a" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state["optimizers"]["main"]["param_groups"][0][setting] = value
+    path.write_text(json.dumps(state))
+    with pytest.raises(UserError, match=f"optimizer 'main' is damaged: its setting '{setting}'"):
+        train(tiny_run(epochs=2), tmp_path / "a", quiet=True)
+
+
 def test_log_lines_after_a_resume_average_the_same_steps(tmp_path):
     """A checkpoint at step 8 with log lines every 5 steps: the line at step 10 averages steps 6-10 either way."""
     train(tiny_run(epochs=1, log_every=5), tmp_path / "a", quiet=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -179,7 +180,33 @@ def optimizer_from_flat(name: str, opt: torch.optim.Optimizer, tensors: dict[str
     for key, val in meta["scalars"].items():
         idx, field = key.split(".", 1)
         state.setdefault(int(idx), {})[field] = val
+    check_groups(name, opt, meta["param_groups"])
     try:
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"the saved state of optimizer '{name}' does not fit the model ({e})") from None
+
+
+def _kind(value) -> str:
+    """A setting's kind: a flag, a number, nothing, a sequence of so many numbers, or other."""
+    if isinstance(value, bool) or value is None:
+        return repr(value) if value is None else "flag"
+    if isinstance(value, (int, float)):
+        return "number" if math.isfinite(value) else "non-finite"
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} numbers" if all(_kind(v) == "number" for v in value) else "other"
+    return "other"
+
+
+def check_groups(name: str, opt: torch.optim.Optimizer, groups) -> None:
+    """The saved hyperparameters of each parameter group have the kinds the optimizer's own have (a flag where
+    it has a flag, finite numbers where it has numbers): torch would act on a number in place of a flag and fail
+    mid-step. Settings only one side has (another torch version's) are left to torch."""
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups) or \
+            not all(isinstance(g, dict) for g in groups):
+        raise UserError(f"the saved state of optimizer '{name}' does not fit the model (its parameter groups differ)")
+    for saved, own in zip(groups, opt.param_groups):
+        for key in own.keys() & saved.keys() - {"params"}:
+            if _kind(saved[key]) != _kind(own[key]):
+                raise UserError(f"the saved state of optimizer '{name}' is damaged: its setting '{key}' is "
+                                f"{saved[key]!r}, where a {_kind(own[key])} belongs")
