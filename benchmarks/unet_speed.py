@@ -12,11 +12,11 @@ network's ten most expensive operators (self CPU time) for one training pass.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 from diffusers_compare import WIDTHS, diffusers_unet  # benchmarks/ is the script's folder
+from timing import alternate, report
 
 from genlab.nn.unet import UNet
 
@@ -56,16 +56,9 @@ def main() -> None:
         train = mode == "training"
         for net, call in nets.values():
             passes(net, call, x, t, 1, train)  # warm-up
-        times: dict[str, list[float]] = {k: [] for k in nets}
-        for r in range(args.repeats):  # turns alternate which network goes first
-            for name in (list(nets) if r % 2 == 0 else list(nets)[::-1]):
-                times[name].append(passes(*nets[name], x, t, args.passes, train) / args.passes)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{mode}, batch {batch}, {args.threads} thread(s), {args.repeats} x {args.passes} passes, "
-              f"torch {torch.__version__}")
-        for k, v in med.items():
-            print(f"  {k:9s} {v * 1000:8.1f} ms per pass  (repeats: {', '.join(f'{s * 1000:.0f}' for s in times[k])})")
-        print(f"  ratio genlab / diffusers = {med['genlab'] / med['diffusers']:.3f}")
+        side = {n: (lambda r, n=n: passes(*nets[n], x, t, args.passes, train) / args.passes) for n in nets}
+        times = alternate(side["diffusers"], side["genlab"], args.repeats, names=("diffusers", "genlab"))
+        report(f"{mode}, batch {batch}, seconds per pass ({args.passes} passes a repeat)", times, batch)
         if args.profile and train:
             for name, (net, call) in nets.items():
                 with torch.profiler.profile() as prof:
