@@ -189,8 +189,10 @@ def optimizer_from_flat(name: str, opt: torch.optim.Optimizer, tensors: dict[str
 
 def _kind(value) -> str:
     """A setting's kind: a flag, a number, nothing, a sequence of so many numbers, or other."""
-    if isinstance(value, bool) or value is None:
-        return repr(value) if value is None else "flag"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "flag"
     if isinstance(value, (int, float)):
         return "number" if math.isfinite(value) else "non-finite"
     if isinstance(value, (list, tuple)):

@@ -205,7 +205,7 @@ class Trainer:
         if not path.exists():
             return
         keep = [rec for rec in ckpt.read_metrics(path)
-                if rec["step"] < step or (rec["step"] == step and not (epoch_end_pending and rec["event"] != "train"))]
+                if rec["step"] < step or rec["step"] == step and (rec["event"] == "train" or not epoch_end_pending)]
         files.atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep)))
 
     def save(self, epoch_end_pending: bool = False) -> None:
@@ -248,7 +248,6 @@ class Trainer:
         except KeyboardInterrupt:
             self.save(epoch_end_pending=True)
             raise
-        self.epoch_end_pending = False
         self.save()
         return test
 
