@@ -103,6 +103,12 @@ def events(folder: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def machine(folder: Path, default: str) -> str:
+    """Where the collected run trained (collect --machine), or the default for this project's CPU."""
+    where = folder / "machine.txt"
+    return where.read_text().strip() if where.exists() else default
+
+
 def draw_curve(folder: Path, target: Target) -> Path | None:
     import matplotlib
 
@@ -118,8 +124,7 @@ def draw_curve(folder: Path, target: Target) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(*zip(*pts), marker="o", ms=3)
-    where = folder / "machine.txt"
-    ax.set_xlabel(f"training time (min, {where.read_text().strip() if where.exists() else 'this CPU'})", fontsize=8)
+    ax.set_xlabel(f"training time (min, {machine(folder, 'this CPU')})", fontsize=8)
     ax.set_ylabel(f"{event} {field}")
     ax.set_title(target.model, fontsize=10)
     ax.grid(alpha=0.3)
@@ -157,9 +162,8 @@ def budget(folder: Path) -> str:
     last = ev[-1]
     hours = last["time_s"] / 3600
     images = last["step"] * cfg["train"]["batch_size"]
-    where = folder / "machine.txt"
-    machine = where.read_text().strip() if where.exists() else "1 thread, 2 shared cores"
-    return f"{hours:.2f} h wall ({machine}); {last['epoch']:.0f} epochs, {images / 1e6:.2f} M images"
+    return f"{hours:.2f} h wall ({machine(folder, '1 thread, 2 shared cores')}); {last['epoch']:.0f} epochs, " \
+           f"{images / 1e6:.2f} M images"
 
 
 BESIDE = [  # (eval.json key, field, label): the figures printed beside the headline when measured
