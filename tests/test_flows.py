@@ -21,7 +21,8 @@ from genlab.train.optim import Stepper
 FLOWS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, FlowModel)]
 TINY = {"width": 8, "layers": 1, "depth": 2}
 # (model, config fields, data range): every code path of the three models
-CASES = [("nice", {}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("realnvp", {}, "01"),
+CASES = [("nice", {}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("nice", {"alpha": 1e-6}, "-11"),
+         ("realnvp", {}, "01"),
          ("realnvp", {"norm": "act"}, "-11"), ("glow", {}, "01"), ("glow", {"coupling": "additive"}, "-11"),
          ("glow", {"alpha": 0.05}, "-11")]
 IDS = [f"{n}-{','.join(f'{k}={v}' for k, v in f.items())}-{r}" for n, f, r in CASES]
@@ -309,7 +310,7 @@ def test_automatic_levels():
 @pytest.mark.parametrize("name,setting", [("realnvp", {"alpha": 0.5}), ("realnvp", {"norm": "layer"}),
                                           ("glow", {"coupling": "spline"}), ("nice", {"prior": "laplace"}),
                                           ("glow", {"depth": 0}), ("glow", {"alpha": 0.5}),
-                                          ("nice", {"temperature": -1})])
+                                          ("nice", {"temperature": -1}), ("nice", {"alpha": -0.1})])
 def test_bad_settings_are_refused(name, setting):
     with pytest.raises(UserError, match=f"model.{next(iter(setting))}"):
         from_dict(registry.get(name).config_cls, setting)

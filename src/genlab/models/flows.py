@@ -39,6 +39,14 @@ REDRAWS = 10  # sample(): rounds of redrawing the prior draws whose inverse left
 DEFAULTS = {"data": {"dequantize": True}, "train": {"lr": 1e-3}}
 
 
+def check_alpha(alpha: float, allow_zero: bool = False) -> None:
+    """The logit input map's alpha: positive (or 0 = no logit, where allowed) and below 1/2."""
+    check_positive("model.alpha", alpha, allow_zero=allow_zero)
+    if alpha >= 0.5:
+        raise UserError(f"model.alpha must be below 0.5 (the logit squeezes [0, 1] into [alpha, 1 - alpha]), "
+                        f"got {alpha}")
+
+
 def squeeze_levels(model: str, levels: int, info, min_levels: int, top_pixels: int) -> int:
     """How many 2x2 squeezes: `levels`, or for 0 as many as both sides allow, at most 3.
 
@@ -138,12 +146,15 @@ class NICEConfig:
     width: int = 1000  # hidden units of each coupling MLP
     layers: int = 5  # hidden layers of each coupling MLP
     prior: str = "logistic"  # logistic (the paper's MNIST choice) | gaussian
+    # input map: 0 = the paper's pixels as they are; > 0 = RealNVP's logit(alpha + (1 - 2 alpha) x), as Glow's
+    alpha: float = 0.0
     temperature: float = 1.0  # sampling: z = T * (a prior draw)
 
     def validate(self) -> None:
         check_positive("model.width", self.width)
         check_positive("model.layers", self.layers, allow_zero=True)
         check_choice("model.prior", self.prior, ("logistic", "gaussian"))
+        check_alpha(self.alpha, allow_zero=True)
         check_positive("model.temperature", self.temperature, allow_zero=True)
 
 
@@ -160,7 +171,9 @@ class NICE(FlowModel):
             couplings.append(AdditiveCoupling(mask, nice_net(*mask.sizes, cfg.width, cfg.layers)))
         # the scaling starts where the first batch has the prior's spread: logistic std pi / sqrt(3), Gaussian 1
         spread = math.pi / math.sqrt(3) if cfg.prior == "logistic" else 1.0
-        self.flow = FlowSequence(Flatten(info.shape), *couplings, DiagonalScale(d, spread))  # B x C x H x W -> B x D
+        first = [Logit(cfg.alpha, self.lo, self.hi)] if cfg.alpha else []
+        # B x C x H x W -> B x D
+        self.flow = FlowSequence(*first, Flatten(info.shape), *couplings, DiagonalScale(d, spread))
 
 
 # ---------------------------------------------------------------------------------------------- RealNVP
@@ -177,10 +190,7 @@ class RealNVPConfig:
         check_positive("model.width", self.width)
         check_positive("model.layers", self.layers, allow_zero=True)
         check_positive("model.levels", self.levels, allow_zero=True)
-        check_positive("model.alpha", self.alpha)
-        if self.alpha >= 0.5:
-            raise UserError(f"model.alpha must be below 0.5 (the logit squeezes [0, 1] into [alpha, 1 - alpha]), "
-                            f"got {self.alpha}")
+        check_alpha(self.alpha)
         check_choice("model.norm", self.norm, ("batch", "act"))
         check_positive("model.temperature", self.temperature, allow_zero=True)
 
@@ -233,10 +243,7 @@ class GlowConfig:
         check_positive("model.depth", self.depth)
         check_positive("model.levels", self.levels, allow_zero=True)
         check_choice("model.coupling", self.coupling, ("affine", "additive"))
-        check_positive("model.alpha", self.alpha, allow_zero=True)
-        if self.alpha >= 0.5:
-            raise UserError(f"model.alpha must be below 0.5 (the logit squeezes [0, 1] into [alpha, 1 - alpha]), "
-                            f"got {self.alpha}")
+        check_alpha(self.alpha, allow_zero=True)
         check_positive("model.temperature", self.temperature, allow_zero=True)
 
 
