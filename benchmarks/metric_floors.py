@@ -2,11 +2,14 @@
 
     python benchmarks/metric_floors.py                      # everything (domain: minutes; Inception: ~10 min)
     python benchmarks/metric_floors.py --inception-n 200    # a shorter Inception part
+    python benchmarks/metric_floors.py --n 0 --inception-source npz:patches.npz --inception-n 475   # a user's set
 
 Prints, with the protocol of each number:
 - feature extraction throughput (images/s) of the domain classifier and of the FID Inception on this CPU,
   and the FID-10k wall time each implies (10k generated images; the reference features are cached);
-- MNIST train vs test: FID and KID (domain features: 10k vs 10k; Inception: --inception-n vs --inception-n),
+- MNIST train vs test: FID and KID (domain features: 10k vs 10k; Inception: --inception-n vs --inception-n, on
+  MNIST or on --inception-source, n random training images against the first n test images, with
+  precision/recall there too),
   and the domain FID of two disjoint random training samples of 500 to 10k images (FID's bias at small n),
   precision/recall and density/coverage (domain, 10k vs 10k);
 - the Inception Score of the MNIST test set under the domain classifier (published: about 9.88 with an
@@ -41,15 +44,11 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {platform.python_version()}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=10000, help="images per side for the domain floors")
-    p.add_argument("--inception-n", type=int, default=1000, help="images per side for the Inception floors")
-    args = p.parse_args()
-    print(f"machine: {machine()}")
+def domain_floors(n: int) -> None:
+    """The domain classifier's throughput and floors on MNIST, n images a side."""
     mnist = load("mnist")
-    train = mnist.train.images[: args.n].float() / 255
-    test = mnist.test.images[: args.n].float() / 255
+    train = mnist.train.images[:n].float() / 255
+    test = mnist.test.images[:n].float() / 255
 
     dom = get_extractor("domain")
     rate, f_test = throughput(dom, test)
@@ -60,7 +59,7 @@ def main() -> None:
     kid, kid_std = kernel_inception_distance(f_train, f_test, subsets=100, subset_size=1000)
     pr = precision_recall(f_test, f_train, k=3)
     dc = density_coverage(f_test, f_train, k=5)
-    print(f"MNIST train[:{args.n}] vs test[:{args.n}], domain features: FID {fid:.3f}, KID {kid:.5f} +- {kid_std:.5f}, "
+    print(f"MNIST train[:{n}] vs test[:{n}], domain features: FID {fid:.3f}, KID {kid:.5f} +- {kid_std:.5f}, "
           f"precision {pr['precision']:.3f}, recall {pr['recall']:.3f}, density {dc['density']:.3f}, "
           f"coverage {dc['coverage']:.3f}  (real = test, 'generated' = train)")
     # FID's upward bias at small n: two disjoint random samples of the training images (seed 0), so that nothing
@@ -73,19 +72,38 @@ def main() -> None:
           "of): " + ", ".join(f"n={m}: {v:.2f}" for m, v in bias.items()))
     probs = dom.probs(test)
     is_mean, is_std = inception_score(probs, splits=10)
-    modes = mode_coverage(probs.argmax(1), class_distribution(mnist.test.labels[: args.n], 10))
-    print(f"IS of MNIST test[:{args.n}] under the domain classifier: {is_mean:.3f} +- {is_std:.3f} (10 splits); "
+    modes = mode_coverage(probs.argmax(1), class_distribution(mnist.test.labels[:n], 10))
+    print(f"IS of MNIST test[:{n}] under the domain classifier: {is_mean:.3f} +- {is_std:.3f} (10 splits); "
           f"classes covered {modes['classes_covered']}/10, KL(data || predicted) {modes['kl_data_to_samples']:.5f}")
 
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10000, help="images per side for the domain floors")
+    p.add_argument("--inception-n", type=int, default=1000, help="images per side for the Inception floors")
+    p.add_argument("--inception-source", default="mnist", help="the data source of the Inception floors")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the Inception's arithmetic")
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    if args.n:
+        domain_floors(args.n)
     n = args.inception_n
     if n:
-        inc = get_extractor("inception")
-        rate, i_test = throughput(inc, test[:n])
-        i_train = inc.features(train[:n])
-        print(f"\nInception ({inc.identity}, 2048-d, {inc.preprocess}): {rate:.2f} images/s; "
+        data = load(args.inception_source)
+        # 'generated' = a random sample of the training split (seed 0): a source's files may be in a spatial or
+        # writer order, which its first n would carry
+        pick = torch.randperm(len(data.train.images), generator=torch.Generator().manual_seed(0))[:n]
+        train, test = data.train.images[pick].float() / 255, data.test.images[:n].float() / 255
+        inc = get_extractor("inception", precision=args.precision)
+        rate, i_test = throughput(inc, test)
+        i_train = inc.features(train)
+        pr = precision_recall(i_test, i_train, k=3)
+        print(f"\nInception ({inc.identity}, 2048-d, {inc.preprocess}, {args.precision}): {rate:.2f} images/s; "
               f"FID-10k (10k samples, cached reference) ~{10000 / rate / 60:.0f} min of feature extraction")
-        print(f"MNIST train[:{n}] vs test[:{n}], Inception features: FID {fid_from_features(i_train, i_test):.3f}, "
-              f"KID {kernel_inception_distance(i_train, i_test, subsets=100, subset_size=min(1000, n))[0]:.5f}")
+        print(f"{args.inception_source} {len(train)} random training images vs test[:{len(test)}], Inception features: "
+              f"FID {fid_from_features(i_train, i_test):.3f}, "
+              f"KID {kernel_inception_distance(i_train, i_test, subsets=100, subset_size=min(1000, n))[0]:.5f}, "
+              f"precision {pr['precision']:.3f}, recall {pr['recall']:.3f}  (real = test, 'generated' = train)")
 
 
 if __name__ == "__main__":
