@@ -2,6 +2,7 @@
 
     z = f(x), f invertible;  log p(x) = log p(z) + log|det dz/dx|                    (change of variables, exact)
     NICE:    4 additive couplings on the flattened image, y_b = x_b + m(x_a), then z = y * exp(S)
+             (optionally after RealNVP's logit, model.alpha > 0)
     RealNVP: logit(alpha + (1 - 2 alpha) x), then per scale: 3 checkerboard affine couplings, squeeze,
              3 channel-wise couplings, factor out half; a last scale of 4 checkerboard couplings
     Glow:    per level: squeeze, K x (actnorm, invertible 1x1 conv, affine coupling), split with a learned prior
