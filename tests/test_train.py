@@ -448,7 +448,7 @@ def test_ema_warms_up_before_using_its_decay():
 
 
 def test_lr_schedule_reaches_the_optimizer(tmp_path):
-    train(tiny_run(epochs=2, schedule="cosine", warmup_steps=4, log_every=1), tmp_path, quiet=True)
+    train(tiny_run(epochs=2, schedule="cosine", warmup_steps=4, log_every=1, lr=1e-3), tmp_path, quiet=True)
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()
            if json.loads(l)["event"] == "train"]
     assert lrs[:4] == pytest.approx([1e-3 * (i + 1) / 4 for i in range(4)])  # warmup
