@@ -50,7 +50,7 @@ class ProGANConfig:
     fmap_max: int = 64
     # images per fade-in and per stable phase (the paper: 800,000 on 30,000 faces). 12,000 reaches 32 px after
     # 84,000 images; at 60,000 three epochs of MNIST end at 8 x 8 by the schedule. MNIST, seed 0: 10 classes (largest
-    # 19%) at 172,800 images on a GPU; on the CPU 2 and 9 classes (largest 40%) after epochs 1 and 2 (BENCHMARKS.md)
+    # 19%) at 172,800 images on a GPU; on the CPU 2, 9 and 10 classes (largest 20%) after epochs 1-3 (BENCHMARKS.md)
     phase_images: int = 12000
     gp_weight: float = 10.0  # lambda
     drift: float = 0.001  # eps_drift
