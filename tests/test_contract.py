@@ -47,6 +47,7 @@ VARIANTS = [
     ("ddpm", {"conditional": True, "prediction": "v"}),
     ("stylegan", {"style": "adain"}),  # StyleGAN's AdaIN in place of StyleGAN2's modulation
     ("stylegan", {"pl_weight": 2.0}),  # the path length regulariser's extra backward
+    ("stylegan", {"loss": "wgan-gp", "output": "linear"}),  # StyleGAN's CelebA-HQ loss, the papers' linear output
 ]
 
 

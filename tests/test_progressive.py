@@ -159,6 +159,21 @@ def test_noise_changes_the_details_not_the_image():
     assert torch.equal(*m.synthesize(ws, quiet))  # no noise: one image
 
 
+@torch.no_grad()
+def test_tanh_output_is_the_linear_image_squashed_onto_the_data_range():
+    for rng, (lo, hi) in (("-11", (-1.0, 1.0)), ("01", (0.0, 1.0))):
+        cfg = registry.get("stylegan").config_cls(latent_dim=8, fmap_base=32, fmap_max=8, mapping_layers=2)
+        m = registry.build("stylegan", cfg, DataInfo(1, 16, 16, range=rng)).eval()
+        for conv in m.synthesis.to_rgb:
+            conv.bias.fill_(3.0)  # push part of the linear image past the range
+        ws, noise = m.broadcast(m.map(torch.randn(4, 8))), m.noise(4, torch.Generator().manual_seed(0))
+        squashed = m.synthesize(ws, noise)
+        m.cfg.output = "linear"
+        linear = m.synthesize(ws, noise)
+        assert linear.max() > hi and lo <= squashed.min() and squashed.max() <= hi
+        assert torch.allclose(squashed, lo + (hi - lo) * (torch.tanh(linear) + 1) / 2)
+
+
 def test_stylegan_figures_and_truncation_from_the_command_line(tmp_path):
     run = tmp_path / "sg"
     assert main(["train", "stylegan", "--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "16",
