@@ -50,6 +50,8 @@ class RunConfig:
         if not name:
             raise UserError("no model named: give one, e.g. `genlab train vae`, or set [model] name in the config")
         entry = registry.get(name)
+        if "genlab_version" in d:  # a saved run: fields it predates take the value it trained with
+            model = {**entry.earlier, **model}
         info = from_dict(DataInfo, d["info"], "info") if "info" in d else None
         if info is not None:
             info.validate()

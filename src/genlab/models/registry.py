@@ -19,6 +19,9 @@ class Entry:
     config_cls: type
     defaults: dict  # recommended data/train settings, e.g. {"data": {"range": "-11"}}; the user's win
     variants: tuple[str, dict] | None = None  # (model field, {value: settings}): a variant's own papers' settings
+    # fields added after runs were saved, with the value such a run used: a run's config.json that lacks the field
+    # predates it (a StyleGAN run before model.output trained the linear output, now no longer the default)
+    earlier: dict = dataclasses.field(default_factory=dict)
 
     def recommended(self, model_settings: dict) -> dict:
         """The model's recommended settings, with those of the variant the user picked on top (a WGAN's
@@ -38,12 +41,14 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, config_cls: type, defaults: dict | None = None, variants: tuple[str, dict] | None = None):
+def register(name: str, config_cls: type, defaults: dict | None = None, variants: tuple[str, dict] | None = None,
+             earlier: dict | None = None):
     """Class decorator: make a model buildable by name from its config dataclass.
 
     `defaults` holds the data and train settings the model's paper uses (a GAN's [-1, 1] range and
     Adam beta1 = 0.5, say); `variants` = (field, {value: settings}) adds the settings of the paper behind
-    each value of one model field (a GAN's loss). Both sit below everything the user gives.
+    each value of one model field (a GAN's loss). Both sit below everything the user gives. `earlier` maps
+    fields added since runs were first saved to the value those runs used, where it differs from the new default.
     """
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"config for '{name}' must be a dataclass")
@@ -51,7 +56,7 @@ def register(name: str, config_cls: type, defaults: dict | None = None, variants
     def wrap(model_cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
-        _REGISTRY[name] = Entry(name, model_cls, config_cls, defaults or {}, variants)
+        _REGISTRY[name] = Entry(name, model_cls, config_cls, defaults or {}, variants, earlier or {})
         model_cls.registry_name = name
         return model_cls
 

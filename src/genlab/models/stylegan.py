@@ -167,7 +167,7 @@ class Synthesis(nn.Module):
         return [4] + [4 * 2 ** (1 + i // 2) for i in range(len(self.convs) - 1)]
 
 
-@register("stylegan", StyleGANConfig, STYLEGAN_DEFAULTS)
+@register("stylegan", StyleGANConfig, STYLEGAN_DEFAULTS, earlier={"output": "linear"})
 class StyleGAN(nn.Module):
     """StyleGAN: mapping network, styled convolutions (StyleGAN2 modulation or AdaIN), noise, mixing, truncation, R1."""
 
