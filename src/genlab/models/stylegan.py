@@ -27,7 +27,8 @@ with grey speckle left in the background (the per-pixel spread across latents fe
 output drew digits of all ten classes (largest 24%, spread 0.38). WGAN-GP kept the linear output varied too (nine
 classes after 32,000 images), and DCGAN's generator against this discriminator and loss covered the ten digits
 (BENCHMARKS.md, issue 12, eighth session). Four pixels in five of a digit sit at the range's low end, which a linear
-output has to hit exactly.
+output has to hit exactly. With the defaults, three epochs of MNIST cover the ten digits after every epoch (largest
+class 16% after the third; domain FID 89.4 on 10,000 samples).
 
 The discriminator is ProGAN's at full resolution (equalised rate, minibatch stddev). Images whose sides are not a
 power of two are padded (centred, with the range's low end) and the samples cropped back, as in ProGAN.
