@@ -29,7 +29,7 @@ from torch import nn
 
 from genlab.data import load
 from genlab.data.base import DataInfo
-from genlab.losses import gradient_penalty
+from genlab.losses import wgan_gp_drift
 from genlab.metrics.features import get_extractor
 from genlab.metrics.modes import class_distribution, mode_coverage
 from genlab.models.stylegan import StyleGAN, StyleGANConfig
@@ -68,8 +68,7 @@ class DCGANDiscriminator(nn.Module):
 
 def d_loss(name: str, d: nn.Module, real: torch.Tensor, fake: torch.Tensor, step: int, gamma: float) -> torch.Tensor:
     if name == "wgan-gp":
-        d_real = d(real)
-        return d(fake).mean() - d_real.mean() + 10 * gradient_penalty(d, real, fake) + 0.001 * d_real.pow(2).mean()
+        return wgan_gp_drift(d, real, fake, gp_weight=10.0, drift=0.001)[0]
     lazy = gamma > 0 and step % 16 == 0
     real.requires_grad_(lazy)
     d_real = d(real)

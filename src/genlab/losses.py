@@ -101,3 +101,14 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def wgan_gp_drift(critic, real: torch.Tensor, fake: torch.Tensor, gp_weight: float, drift: float):
+    """ProGAN's critic loss (Karras et al. 2018): WGAN-GP with the drift term that keeps D(x) near 0,
+
+        L_D = E D(G(z)) - E D(x) + lambda E (||grad D(x^)|| - 1)^2 + eps_drift E D(x)^2
+
+    -> (L_D, D(x), D(G(z)), the gradient penalty)."""
+    d_real, d_fake = critic(real), critic(fake)
+    gp = gradient_penalty(critic, real, fake)
+    return d_fake.mean() - d_real.mean() + gp_weight * gp + drift * d_real.pow(2).mean(), d_real, d_fake, gp

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..config import check_positive
 from ..data.transforms import RANGES
-from ..losses import gradient_penalty
+from ..losses import wgan_gp_drift
 from ..nn.progressive import Canvas, EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
 from ..optim import make_optimizer
 from .common import frozen
@@ -211,9 +211,8 @@ class ProGAN(nn.Module):
         real = self.real_at(x, level, alpha)
         with torch.no_grad():
             fake = self.G(self.prior(len(x)), level, alpha)
-        d_real, d_fake = self.D(real, level, alpha), self.D(fake, level, alpha)
-        gp = gradient_penalty(lambda v: self.D(v, level, alpha), real, fake)
-        loss_d = d_fake.mean() - d_real.mean() + self.cfg.gp_weight * gp + self.cfg.drift * d_real.pow(2).mean()
+        loss_d, d_real, d_fake, gp = wgan_gp_drift(lambda v: self.D(v, level, alpha), real, fake,
+                                                   self.cfg.gp_weight, self.cfg.drift)
         opts["d"].step(loss_d)
         with frozen(self.D):
             loss_g = -self.D(self.G(self.prior(len(x)), level, alpha), level, alpha).mean()

@@ -46,7 +46,7 @@ from torch import nn
 from ..config import check_choice, check_positive
 from ..data.transforms import RANGES
 from ..errors import UserError
-from ..losses import gradient_penalty
+from ..losses import wgan_gp_drift
 from ..nn.progressive import Canvas, EqualizedLinear, pixel_norm
 from ..optim import make_optimizer
 from .common import frozen
@@ -275,9 +275,7 @@ class StyleGAN(nn.Module):
 
     def d_loss_wgan_gp(self, real, fake, step: int):
         """WGAN-GP with the drift term (ProGAN's); -> (loss, D(x), D(G(z)), logged terms)."""
-        d_real, d_fake = self.critic(real), self.critic(fake)
-        gp = gradient_penalty(self.critic, real, fake)
-        loss = d_fake.mean() - d_real.mean() + self.cfg.gp_weight * gp + self.cfg.drift * d_real.pow(2).mean()
+        loss, d_real, d_fake, gp = wgan_gp_drift(self.critic, real, fake, self.cfg.gp_weight, self.cfg.drift)
         return loss, d_real, d_fake, {"gp": gp.detach()}
 
     D_LOSSES = {"ns-r1": d_loss_ns_r1, "wgan-gp": d_loss_wgan_gp}
