@@ -15,7 +15,9 @@
 #   the weights back for the Inception FID on the CPU (the Inception weights, 87 MB, do not fit the 64 MiB that
 #   travels).
 # - A larger Gated PixelCNN (width 128, 12 layers, batch 128) against the recipe's 87.00 nats: exact NLL here.
-# The session of 2026-12-01 ran `benchmarks/gpu_coverage.sh 330 10000 1000 $OUT` (BENCHMARKS.md).
+# The ninth session (2026-11-30) ran `EVAL_S=180 benchmarks/gpu_coverage.sh 340 10000 1000 $OUT gated_big=6`, then,
+# on the still-warm machine, `EVAL_S=80 benchmarks/gpu_coverage.sh 170 10000 1000 $OUT gated_big=6`, which resumed
+# the unfinished runs from their checkpoints and evaluated again (BENCHMARKS.md, "Ninth session").
 set -u
 TRAIN_S=$1 EVAL_N=$2 COV_N=$3 OUT=$4
 shift 4
