@@ -21,7 +21,7 @@ from genlab.train.optim import Stepper
 FLOWS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, FlowModel)]
 TINY = {"width": 8, "layers": 1, "depth": 2}
 # (model, config fields, data range): every code path of the three models
-CASES = [("nice", {}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("nice", {"alpha": 1e-6}, "-11"),
+CASES = [("nice", {"alpha": 0.0}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("nice", {}, "-11"),
          ("realnvp", {}, "01"),
          ("realnvp", {"norm": "act"}, "-11"), ("glow", {}, "01"), ("glow", {"coupling": "additive"}, "-11"),
          ("glow", {"alpha": 0.05}, "-11")]
@@ -151,11 +151,14 @@ def test_nice_couplings_start_near_the_identity():
     model = make("nice", (1, 4, 4), width=8, layers=2).eval()
     x = inputs((1, 4, 4), n=8).float()
     with torch.no_grad():
-        h = model.flow.layers[0](x)[0]
-        for coupling in model.flow.layers[1:-1]:
-            out = coupling(h)[0]
-            assert (out - h).abs().max() < 1e-2
+        h, couplings = x, 0
+        for layer in model.flow.layers:
+            out = layer(h)[0]
+            if isinstance(layer, AdditiveCoupling):
+                assert (out - h).abs().max() < 1e-2
+                couplings += 1
             h = out
+    assert couplings == 4
 
 
 def test_batchnorm_flow_trains_on_batch_statistics_and_inverts_exactly_in_eval():
@@ -226,7 +229,7 @@ def _toy(n=64, seed=3):
 
 @pytest.mark.parametrize("name,fields,box", [
     ("realnvp", {"width": 8}, None),  # the logit's domain: x with alpha + (1 - 2 alpha) x in (0, 1)
-    ("nice", {"prior": "gaussian", "width": 16}, (-6.0, 7.0)),  # NICE's density lives on the whole plane
+    ("nice", {"prior": "gaussian", "width": 16, "alpha": 0.0}, (-6.0, 7.0)),  # the paper's map: the whole plane
 ])
 def test_density_integrates_to_one(name, fields, box):
     model = make(name, (1, 1, 2), **fields)
@@ -353,3 +356,17 @@ def test_sample_redraws_the_draws_whose_inverse_overflows():
     # the draws the flow inverts are kept as they are; only the others are replaced, each by a fresh draw
     assert torch.equal(s[kept], inverse(first[kept]).clamp(model.lo, model.hi))
     assert all(len(z) < 64 for z in seen[1:])
+
+
+def test_a_nice_run_saved_before_model_alpha_loads_with_the_paper_map_it_trained(tmp_path):
+    import json
+
+    from genlab.run import compose, read_run_config
+
+    cfg = compose("nice")
+    cfg.info = DataInfo(1, 28, 28, 10, "01")
+    saved = cfg.to_dict()
+    assert saved["model"]["alpha"] == 1e-6  # the logit map is the default now
+    del saved["model"]["alpha"]  # as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_run_config(tmp_path).model_cfg.alpha == 0.0
