@@ -370,3 +370,23 @@ def test_sizes_are_checked_before_memory_is_asked_for():
     registry.check_size("vae", cfg, info_for((1, 8, 8)), memory=2**30)
     with pytest.raises(UserError, match=r"the largest is .*\(16 x 64\)"):
         registry.check_size("vae", cfg, info_for((1, 8, 8)), memory=1000)
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if registry.get(n).earlier])
+def test_a_run_saved_before_a_field_existed_loads_with_the_value_it_trained(name, tmp_path):
+    """Registry `earlier`: a saved config that lacks a field gets the value from before the field existed, never the
+    new default; a saved config that has the field keeps it."""
+    import json
+
+    from genlab.run import compose, read_run_config
+
+    cfg = compose(name)
+    cfg.info = DataInfo(1, 28, 28, 10, "-11")
+    for field, old in registry.get(name).earlier.items():
+        saved = cfg.to_dict()
+        assert saved["model"][field] != old  # the default has moved on
+        (tmp_path / "config.json").write_text(json.dumps(saved))
+        assert getattr(read_run_config(tmp_path).model_cfg, field) == saved["model"][field]
+        del saved["model"][field]  # as written before the field existed
+        (tmp_path / "config.json").write_text(json.dumps(saved))
+        assert getattr(read_run_config(tmp_path).model_cfg, field) == old

@@ -356,17 +356,3 @@ def test_sample_redraws_the_draws_whose_inverse_overflows():
     # the draws the flow inverts are kept as they are; only the others are replaced, each by a fresh draw
     assert torch.equal(s[kept], inverse(first[kept]).clamp(model.lo, model.hi))
     assert all(len(z) < 64 for z in seen[1:])
-
-
-def test_a_nice_run_saved_before_model_alpha_loads_with_the_paper_map_it_trained(tmp_path):
-    import json
-
-    from genlab.run import compose, read_run_config
-
-    cfg = compose("nice")
-    cfg.info = DataInfo(1, 28, 28, 10, "01")
-    saved = cfg.to_dict()
-    assert saved["model"]["alpha"] == 1e-6  # the logit map is the default now
-    del saved["model"]["alpha"]  # as written before the field existed
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert read_run_config(tmp_path).model_cfg.alpha == 0.0

@@ -174,23 +174,6 @@ def test_tanh_output_is_the_linear_image_squashed_onto_the_data_range():
         assert torch.allclose(squashed, lo + (hi - lo) * (torch.tanh(linear) + 1) / 2)
 
 
-def test_a_stylegan_run_saved_before_model_output_loads_with_the_linear_output_it_trained(tmp_path):
-    import json
-
-    from genlab.run import compose, read_run_config
-
-    cfg = compose("stylegan")
-    cfg.info = DataInfo(1, 28, 28, 10, "-11")
-    saved = cfg.to_dict()
-    assert saved["model"]["output"] == "tanh"  # the default now
-    del saved["model"]["output"]  # as written before the field existed
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert read_run_config(tmp_path).model_cfg.output == "linear"
-    saved["model"]["output"] = "tanh"
-    (tmp_path / "config.json").write_text(json.dumps(saved))
-    assert read_run_config(tmp_path).model_cfg.output == "tanh"
-
-
 def test_stylegan_figures_and_truncation_from_the_command_line(tmp_path):
     run = tmp_path / "sg"
     assert main(["train", "stylegan", "--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "16",
