@@ -465,8 +465,13 @@ def test_stepper_clips_the_global_gradient_norm():
     assert torch.allclose(w.detach(), -torch.tensor([0.3, 0.4, 0.0]))  # the step used the clipped gradient
 
 
-def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
-    """train.amp=bf16 and train.channels_last run on CPU (AMX units); fp16 still needs CUDA."""
+@pytest.mark.parametrize("units", [True, False], ids=["bf16-units", "emulated"])
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, monkeypatch, units):
+    """train.amp=bf16 and train.channels_last run on CPU; a CPU without bf16 units (emulated, slower than fp32) gets
+    a warning saying so; fp16 still needs CUDA."""
+    from genlab.train import trainer
+
+    monkeypatch.setattr(trainer, "cpu_computes_bf16", lambda: units)
     run = compose("dcgan", flags={"data": {"source": "digits", "limit": 128},
                                   "train": {"epochs": 1, "batch_size": 32, "samples": 0, "monitor_modes": False,
                                             "amp": "bf16", "channels_last": True, "log_every": 1}},
@@ -476,6 +481,8 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path):
     losses = [r["loss_d"] for r in rows if r["event"] == "train"]
     assert losses and all(math.isfinite(v) for v in losses)
     assert not any(v.dtype == torch.bfloat16 for v in weights(tmp_path / "bf16").values())  # fp32 weights kept
+    warned = [r["message"] for r in rows if r["event"] == "warning" and "without bf16 units" in r["message"]]
+    assert len(warned) == (0 if units else 1)
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train(tiny_run(amp="fp16", device="cpu"), tmp_path / "fp16", quiet=True)
 
