@@ -38,8 +38,9 @@ from .gan import grad_norm
 from .registry import register
 
 # the paper's optimiser and minibatch of 16 (Karras et al., appendix A.1, for 4 to 128 px), with which EMA 0.999 is its
-# generator average of half-life 10,000 images. MNIST, seed 0: 4 and 10 classes after epochs 1 and 2 (the largest
-# 74%, 17%; domain FID-1k 1395, 342), where batch 64 read 2 and 9 (96%, 40%; 1622, 867) on the CPU (BENCHMARKS.md)
+# generator average of half-life 10,000 images. MNIST, seed 0: 4 / 10 / 10 classes after epochs 1-3 (the largest
+# 74%, 17%, 16%; domain FID-1k 1395, 342, 177), where batch 64 read 2 / 9 / 10 (96%, 40%, 20%; 1622, 867, 470) on
+# the CPU (BENCHMARKS.md)
 PROGAN_DEFAULTS = {"data": {"range": "-11"},
                    "train": {"lr": 1e-3, "beta1": 0.0, "beta2": 0.99, "batch_size": 16, "ema": 0.999}}
 
