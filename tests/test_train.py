@@ -468,7 +468,7 @@ def test_stepper_clips_the_global_gradient_norm():
 @pytest.mark.parametrize("units", [True, False], ids=["bf16-units", "emulated"])
 def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, monkeypatch, units):
     """train.amp=bf16 and train.channels_last run on CPU; a CPU without bf16 units (emulated, slower than fp32) gets
-    a warning saying so; fp16 still needs CUDA."""
+    a warning saying so."""
     from genlab.train import trainer
 
     monkeypatch.setattr(trainer, "cpu_computes_bf16", lambda: units)
@@ -483,6 +483,9 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, monkeypatch, uni
     assert not any(v.dtype == torch.bfloat16 for v in weights(tmp_path / "bf16").values())  # fp32 weights kept
     warned = [r["message"] for r in rows if r["event"] == "warning" and "without bf16 units" in r["message"]]
     assert len(warned) == (0 if units else 1)
+
+
+def test_fp16_autocast_needs_cuda(tmp_path):
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train(tiny_run(amp="fp16", device="cpu"), tmp_path / "fp16", quiet=True)
 
