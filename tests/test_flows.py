@@ -22,6 +22,7 @@ FLOWS = [n for n in registry.names() if issubclass(registry.get(n).model_cls, Fl
 TINY = {"width": 8, "layers": 1, "depth": 2}
 # (model, config fields, data range): every code path of the three models
 CASES = [("nice", {"alpha": 0.0}, "01"), ("nice", {"prior": "gaussian"}, "-11"), ("nice", {}, "-11"),
+         ("nice", {"standardize": False}, "01"),
          ("realnvp", {}, "01"),
          ("realnvp", {"norm": "act"}, "-11"), ("glow", {}, "01"), ("glow", {"coupling": "additive"}, "-11"),
          ("glow", {"alpha": 0.05}, "-11")]
@@ -70,6 +71,7 @@ LAYERS = {  # name: (factory, shape of one input)
     "additive-channels": (lambda: AdditiveCoupling(IndexMask.halves(4), glow_net(2, 2, 6)), (4, 2, 2)),
     "batchnorm-eval": (lambda: BatchNormFlow(2).eval(), (2, 2, 2)),
     "diagonal-scale": (lambda: DiagonalScale(5), (5,)),
+    "diagonal-scale-centred": (lambda: DiagonalScale(5, centre=True), (5,)),
     "squeeze": (lambda: Squeeze(), (2, 2, 4)),
     "logit-01": (lambda: Logit(0.05, 0.0, 1.0), (1, 2, 3)),
     "logit-11": (lambda: Logit(0.05, -1.0, 1.0), (1, 2, 3)),
@@ -145,6 +147,17 @@ def test_diagonal_scale_starts_at_the_priors_spread_from_the_first_training_batc
     state = {k: v.clone() for k, v in layer.state_dict().items()}
     layer(x * 5)  # a second batch does not initialise again
     assert all(torch.equal(v, layer.state_dict()[k]) for k, v in state.items())
+
+
+def test_centred_diagonal_scale_standardises_the_first_training_batch():
+    torch.manual_seed(0)
+    layer = DiagonalScale(3, centre=True).train()
+    x = torch.randn(512, 3) * torch.tensor([0.01, 1.0, 8.0]) + torch.tensor([-13.0, 0.0, 6.0])  # logit-like pixels
+    y, logdet = layer(x)
+    assert torch.allclose(y.mean(0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(y.std(0, unbiased=False), torch.ones(3), rtol=1e-3)
+    assert torch.allclose(logdet, -torch.log(x.std(0, unbiased=False)).sum().expand(512), rtol=1e-4)
+    assert torch.allclose(layer.inverse(y), x, atol=1e-4)
 
 
 def test_nice_couplings_start_near_the_identity():
@@ -252,7 +265,7 @@ def test_density_integrates_to_one(name, fields, box):
 def test_training_lowers_the_loss(name):
     x = inputs((1, 4, 4), n=16).float()
     model = make(name, (1, 4, 4))
-    losses = _train(model, x, 15, lr=3e-3)
+    losses = _train(model, x, 20, lr=3e-3)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 1.0
     out = model.losses(x)

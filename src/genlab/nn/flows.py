@@ -12,7 +12,7 @@ Every layer maps `forward(x) -> (y, logdet)`, logdet = log|det dy/dx| per image 
     InvConv1x1 (Glow)         y = W x per pixel, W = P L (U + diag(sign_s exp(log_s)))  log|det| = HW sum log_s
     BatchNormFlow (RealNVP)   y = (x - mu) / sqrt(var + eps) * exp(log_g) + beta
                                                         log|det| = HW sum (log_g - log(var + eps) / 2)
-    DiagonalScale (NICE)      y = x * exp(S)                                            log|det| = sum S
+    DiagonalScale (NICE)      y = x * exp(S), or (x + b) * exp(S)                       log|det| = sum S
     Squeeze                   C x H x W -> 4C x H/2 x W/2, 2x2 blocks into channels     log|det| = 0
     Logit (RealNVP)           y = logit(p),  p = alpha + (1 - 2 alpha) (x - lo) / (hi - lo)
                                                         log|det| = sum log((1 - 2 alpha) / ((hi - lo) p (1 - p)))
@@ -296,33 +296,40 @@ class BatchNormFlow(Flow):
 
 
 class DiagonalScale(Flow):
-    """NICE's final scaling layer: y = x * exp(S), one S per dimension of the flattened image.
+    """NICE's final scaling layer: y = x * exp(S), one S per dimension of the flattened image; with
+    `centre`, y = (x + b) * exp(S), a per-dimension standardisation (ActNorm on the flat vector).
 
     Data-dependent init (as ActNorm's): the first training batch sets S = log(target_std / std(x)) per
-    dimension, so that batch leaves with the prior's spread. NICE's paper starts S at 0; Adam then moves it about
-    the learning rate a step, and the background pixels' S (log(1.81 / 0.0011) = 7.4 on dequantised MNIST) takes
-    thousands of steps to get there: until it does, samples are covered in speckle.
+    dimension (and b = -mean(x)), so that batch leaves with the prior's spread. NICE's paper starts S at 0; Adam
+    then moves it about the learning rate a step, and the background pixels' S (log(1.81 / 0.0011) = 7.4 on
+    dequantised MNIST) takes thousands of steps to get there: until it does, samples are covered in speckle.
     """
 
-    def __init__(self, dim: int, target_std: float = 1.0):
+    def __init__(self, dim: int, target_std: float = 1.0, centre: bool = False):
         super().__init__()
         self.target_std = target_std
         self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if centre else None
         self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
     def _initialize(self, x):
-        _, var = batch_moments(x, 0)
+        mean, var = batch_moments(x, 0)
         self.log_scale.copy_(math.log(self.target_std) - torch.log(var.sqrt() + 1e-6))
+        if self.bias is not None:
+            self.bias.copy_(-mean)
         self.initialized.fill_(True)
 
     def forward(self, x):
         if self.training and not self.initialized:
             self._initialize(x)
+        if self.bias is not None:
+            x = x + self.bias
         return x * torch.exp(self.log_scale), self.log_scale.sum().expand(len(x))
 
     def inverse(self, y):
-        return y * torch.exp(-self.log_scale)
+        x = y * torch.exp(-self.log_scale)
+        return x - self.bias if self.bias is not None else x
 
 
 # ---------------------------------------------------------------------------------------------- permutations, shapes
