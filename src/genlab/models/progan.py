@@ -52,10 +52,11 @@ class ProGANConfig:
     # 32 px step near 1.5 s on one CPU core (128 channels: 7 s, the gradient penalty's double backward most of it)
     fmap_base: int = 1024
     fmap_max: int = 64
-    # images per fade-in and per stable phase (the paper: 800,000 on 30,000 faces). 12,000 reaches 32 px after
-    # 84,000 images; at 60,000 three epochs of MNIST end at 8 x 8 by the schedule. MNIST, seed 0: 10 classes (largest
-    # 19%) at 172,800 images on a GPU; on the CPU 2, 9 and 10 classes (largest 20%) after epochs 1-3 (BENCHMARKS.md)
-    phase_images: int = 12000
+    # images per fade-in and per stable phase (the paper: 800,000 on 30,000 faces). 8,000 reaches 32 px after
+    # 48,000 images, within MNIST's first epoch, so its first samples are full-size digits. MNIST, seed 0, on the
+    # CPU: 9, 10 and 10 classes (largest 37%, 15%, 13%) after epochs 1-3; 12,000 left epoch 1 at 16 px, which the
+    # mode monitor read as 74% eights (BENCHMARKS.md)
+    phase_images: int = 8000
     gp_weight: float = 10.0  # lambda
     drift: float = 0.001  # eps_drift
     mbstd_group: int = 4  # images per minibatch-stddev group
