@@ -13,6 +13,10 @@ weighted perceptual distance of the decoded mean (Hou et al. 2017's feature-cons
 
 which is no longer a bound; the logged neg_elbo is still the likelihood's (a bound, just not the one optimised).
 The conditional VAE feeds the one-hot label to the encoder's head and to the decoder: q(z | x, y), p(x | z, y).
+
+Sampling draws z from N(0, I), or with `prior=mixture` from a Gaussian mixture fitted to the posterior means of
+`prior_fit_images` training images at every epoch's end (ex-post density estimation, models/latent_prior.py). Training
+and the likelihood (ELBO, IWAE) keep N(0, I): the mixture only moves where samples are drawn.
 """
 from __future__ import annotations
 
@@ -29,12 +33,14 @@ from ..errors import UserError
 from ..losses import bernoulli_nll, gaussian_kl_dims, gaussian_nll, output_link
 from ..nn import Decoder, Encoder
 from .common import SingleLoss
+from .latent_prior import GaussianMixtureLatents
 from .perceptual import NETWORKS as PERCEPTUAL_NETS
 from .perceptual import PerceptualDistance
 from .registry import register
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 RECONS = ("likelihood", "perceptual")
+PRIORS = ("normal", "mixture")
 # Adam at 2e-3: at 1e-3 (the common examples' rate) the first epoch's samples on MNIST are blurred strokes that the
 # classifier reads as 8 (53% of them: the collapse warning); at 2e-3 the largest class takes 26-30% after epoch 1 (two
 # seeds, vae and cvae) and the test loss after 3 epochs is 2-3 nats lower (BENCHMARKS.md, issue 10)
@@ -57,12 +63,18 @@ class VAEConfig:
     # the code kept 21 nats through that plateau (BENCHMARKS.md, issue 14)
     perceptual_weight: float = 2000.0
     perceptual_net: str = "auto"  # auto (the MNIST classifier for 1x28x28, else efficientnet-lite0) | mnist | ...
+    prior: str = "normal"  # the sampling prior: normal (N(0, I)) | mixture (fitted to the codes; see the docstring)
+    prior_components: int = 10  # mixture components
+    prior_fit_images: int = 10000  # training images whose codes fit the mixture (0 = all)
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ("mlp", "conv", "auto"))
         check_choice("model.likelihood", self.likelihood, LIKELIHOODS)
         check_choice("model.recon", self.recon, RECONS)
         check_choice("model.perceptual_net", self.perceptual_net, PERCEPTUAL_NETS)
+        check_choice("model.prior", self.prior, PRIORS)
+        check_positive("model.prior_components", self.prior_components)
+        check_positive("model.prior_fit_images", self.prior_fit_images, allow_zero=True)
         check_positive("model.perceptual_weight", self.perceptual_weight)
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.sigma", self.sigma, allow_zero=True)
@@ -93,6 +105,7 @@ class VAE(SingleLoss, nn.Module):
             self.log_sigma = nn.Parameter(torch.tensor(init), requires_grad=not cfg.sigma)
         self.link = output_link(info.range)
         self.perceptual = PerceptualDistance(info.shape, cfg.perceptual_net) if cfg.recon == "perceptual" else None
+        self.mixture = GaussianMixtureLatents(cfg.latent_dim, cfg.prior_components) if cfg.prior == "mixture" else None
 
     @property
     def label_dim(self) -> int:
@@ -122,10 +135,30 @@ class VAE(SingleLoss, nn.Module):
         return self.decode(self.encode(x, y), y)
 
     def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I) (the likelihood's mean, as papers show)."""
+        """n images decoded from z ~ N(0, I), or from the fitted mixture (the likelihood's mean, as papers show)."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
+        if self.mixture is not None:
+            z = self.mixture.sample(n, generator)
+        else:
+            z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
         return self.decode(z, self._sample_labels(n, y, device))
+
+    @torch.no_grad()
+    def fit_to_data(self, batches, seed: int = 0) -> None:
+        """With prior=mixture: fit the sampling mixture to the posterior means of the first prior_fit_images training
+        images in `batches` (an iterator of (x, y)); the trainer calls it at every epoch's end, before the samples."""
+        if self.mixture is None:
+            return
+        limit, codes, seen = self.cfg.prior_fit_images, [], 0
+        was_training = self.training
+        self.eval()
+        for x, y in batches:
+            codes.append(self.encode(x, y))  # B x d
+            seen += len(x)
+            if limit and seen >= limit:
+                break
+        self.train(was_training)
+        self.mixture.fit(torch.cat(codes)[:limit or None], seed)
 
     def _sample_labels(self, n, y, device):
         return None

@@ -247,6 +247,7 @@ class Trainer:
         """The epoch's grid, mode coverage and test losses, then its checkpoint. A signal during this work stops
         it at once: the checkpoint then marks it pending, and the resumed run does it before its next step."""
         try:
+            self.fit_to_data()
             self.preview(epoch)
             for monitor in self.monitors:
                 monitor(self)
@@ -258,6 +259,15 @@ class Trainer:
             raise
         self.save()
         return test
+
+    def fit_to_data(self) -> None:
+        """Let models that fit something to the training images between epochs (the VAE's sampling mixture) do it,
+        the EMA copy with its own weights; a signal meanwhile is handled like the rest of the epoch's end."""
+        for model in [self.model] + ([self.ema.model] if self.ema else []):
+            if hasattr(model, "fit_to_data"):
+                batches = Batches(self.loader.data, self.pipeline, 500, shuffle=False, drop_last=False,
+                                  device=self.device)
+                model.fit_to_data(batches.epoch(0), seed=self.cfg.seed)
 
     # ---------------------------------------------------------------- logging
     def epoch_line(self, epoch: int, start_step: int, means: dict, test: dict | None) -> None:
@@ -454,6 +464,7 @@ class Trainer:
                         self.epoch_line(epoch + 1, start_step, means, test)
                         epoch_sums, epoch_n = None, 0
             if self.step % self.steps_per_epoch:  # a max_steps budget that ended mid-epoch
+                self.fit_to_data()
                 self.preview(self.step // self.steps_per_epoch + 1)
                 self.save()
             self.animate()
