@@ -2,6 +2,7 @@
 the run-folder commands write what they say, and every user mistake is one sentence with exit status 2."""
 import gzip
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def _bad_idx(folder):
     (["train", "dcgan", "--data", "digits", "--set", "model.width=1000000"], "GiB of weights"),
     (["train", "vae", "--config", "{data_not_table}"], "'data' must be a table of settings"),
     (["train", "vae", "--data", "digits", "--config", "{train_list}"], "'train' must be a table of settings"),
+    (["train", "--data", "digits", "--config", "{name_number}"], "unknown model '3' (valid: acgan"),
     (["train", "vae", "--data", "digits", "--set", "model=3"], "names a section, not a setting"),
     (["train", "vae", "--data", "digits", "--set", "train.beta1=nan"], "train.beta1 is a decay in [0, 1), got nan"),
     (["train", "vae", "--data", "digits", "--set", "train.beta2=1"], "train.beta2 is a decay in [0, 1)"),
@@ -194,14 +196,31 @@ def test_user_mistakes_are_one_sentence_and_exit_2(tmp_path, capsys, vae_run, ar
     np.save(tmp_path / "unlabelled.npy", np.zeros((4, 8, 8), np.uint8))
     (tmp_path / "data.toml").write_text('data = "digits"\n[train]\nepochs = 1\n')
     (tmp_path / "train.toml").write_text("train = [1, 2]\n")
+    (tmp_path / "name.toml").write_text("[model]\nname = 3\n")
     args = [a.format(bad_idx=bad, unlabelled=tmp_path / "unlabelled.npy", data_not_table=tmp_path / "data.toml",
-                     train_list=tmp_path / "train.toml", run=vae_run, file=tmp_path / "data.toml") for a in args]
+                     train_list=tmp_path / "train.toml", name_number=tmp_path / "name.toml", run=vae_run,
+                     file=tmp_path / "data.toml") for a in args]
     if args[0] == "train":
         args += ["--out", str(tmp_path / "out"), "--quiet"]
     code, _, err = run_cli(capsys, *args)
     assert code == 2
     assert fragment.lower() in err.lower()
     assert err.count("\n") == 1 and err.startswith("genlab: error: ")
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ({"name": 3}, "unknown model '3' (valid: acgan"),
+    ({"name": ["vae"]}, "unknown model '['vae']'"),
+    ([["name", "vae"]], "model section must be a table of settings"),
+])
+def test_a_run_config_with_a_malformed_model_section_is_one_sentence(tmp_path, capsys, vae_run, model, fragment):
+    run = tmp_path / "run"
+    shutil.copytree(vae_run, run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "model": model}))
+    for command in ("info", "sample"):
+        code, _, err = run_cli(capsys, command, run)
+        assert code == 2 and fragment in err and err.count("\n") == 1, (command, err)
 
 
 def test_empty_out_is_refused(tmp_path, capsys, monkeypatch):

@@ -24,7 +24,7 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
 def unknown(kind: str, name: str, choices: Iterable[str]) -> UserError:
     """Error for an unknown name, listing the closest valid ones or, failing that, all of them."""
     choices = sorted(choices)
-    hint = closest(name, choices) or f" (valid: {', '.join(choices)})"
+    hint = (closest(name, choices) if isinstance(name, str) else "") or f" (valid: {', '.join(choices)})"
     return UserError(f"unknown {kind} '{name}'{hint}")
 
 

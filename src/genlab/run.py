@@ -45,6 +45,8 @@ class RunConfig:
         unknown_sections = set(d) - {*SECTIONS, "info", "genlab_version"}
         if unknown_sections:
             raise UserError(f"unknown config section(s) {sorted(unknown_sections)}; valid: model, data, train")
+        if not isinstance(d.get("model") or {}, dict):
+            raise UserError(f"the config's model section must be a table of settings, got {d['model']!r}")
         model = dict(d.get("model") or {})
         name = model.pop("name", None)
         if not name:

@@ -68,7 +68,7 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Entry:
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:  # a damaged config may name a number or a list
         raise unknown("model", name, _REGISTRY)
     return _REGISTRY[name]
 
