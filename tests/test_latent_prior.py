@@ -82,3 +82,23 @@ def test_a_resumed_mixture_run_ends_where_an_uninterrupted_one_does(tmp_path):
 def test_an_unknown_prior_is_refused():
     with pytest.raises(UserError, match="model.prior"):
         compose("vae", flags={"data": {"source": "digits"}}, overrides=["model.prior=vamp"])
+
+
+def test_the_prior_can_be_chosen_per_sampling_call_and_from_the_command_line(tmp_path, capsys):
+    from genlab.cli import main
+
+    train(mixture_run(epochs=1), tmp_path / "mix", quiet=True)
+    model, _ = load_model(tmp_path / "mix")
+    normal = model.sample(5, generator=torch.Generator().manual_seed(3), prior="normal")
+    expected = model.decode(torch.randn(5, 4, generator=torch.Generator().manual_seed(3)))
+    assert torch.allclose(normal, expected)
+    mixed = model.sample(5, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(mixed, normal)
+    assert main(["sample", str(tmp_path / "mix"), "-n", "4", "--prior", "normal", "-o", str(tmp_path / "n.png")]) == 0
+    assert (tmp_path / "n.png").is_file()
+    assert main(["train", "vae", "--data", "digits", "--limit", "64", "--epochs", "1", "--set", "model.hidden=(16,)",
+                 "--out", str(tmp_path / "plain"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "plain"), "--prior", "mixture"]) == 2
+    err = capsys.readouterr().err
+    assert "no fitted latent mixture: train it with model.prior=mixture" in err and err.count("\n") == 1

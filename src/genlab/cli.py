@@ -53,6 +53,8 @@ def _sampling_args(p, note: str = "") -> None:
                    help="diffusion: DDIM, or ancestral DDPM over all T steps" + note)
     p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)" + note)
     p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like" + note)
+    p.add_argument("--prior", choices=("normal", "mixture"),
+                   help="VAEs: draw z from N(0, I) or from the latent mixture a model.prior=mixture run fitted" + note)
     p.add_argument("--guidance", type=float,
                    help="conditional diffusion: classifier-free guidance weight w (1 = plain conditional, 0 = none)"
                         + note)
@@ -243,7 +245,8 @@ def _export(images, cfg, fmt: str, path: Path) -> Path:
 
 # `genlab sample` options that only some models' `sample` accepts, and which models those are
 SAMPLING_OPTIONS = {"temperature": "flows", "sampler": "diffusion models", "steps": "diffusion models",
-                    "eta": "diffusion models", "guidance": "diffusion models", "truncation": "stylegan"}
+                    "eta": "diffusion models", "guidance": "diffusion models", "truncation": "stylegan",
+                    "prior": "vae, cvae"}
 
 
 def _sampling_options(a, model, cfg) -> dict:

@@ -134,10 +134,16 @@ class VAE(SingleLoss, nn.Module):
     def reconstruct(self, x, y=None):
         return self.decode(self.encode(x, y), y)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I), or from the fitted mixture (the likelihood's mean, as papers show)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               prior: str | None = None) -> torch.Tensor:
+        """n images decoded from z ~ N(0, I), or from the fitted mixture (the likelihood's mean, as papers show).
+        `prior` overrides model.prior for these samples: a mixture run's weights also sample from N(0, I)."""
         device = next(self.parameters()).device
-        if self.mixture is not None:
+        prior = prior or self.cfg.prior
+        check_choice("the sampling prior", prior, PRIORS)
+        if prior == "mixture":
+            if self.mixture is None:
+                raise UserError("this VAE has no fitted latent mixture: train it with model.prior=mixture")
             z = self.mixture.sample(n, generator)
         else:
             z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
