@@ -185,6 +185,27 @@ def test_log_prob_is_the_sum_of_the_sampling_conditionals(name, fields):
     torch.testing.assert_close(model.log_prob(x), chain)
 
 
+@pytest.mark.parametrize("shape,fields", [((1, 6, 5), {}), ((3, 5, 4), {"binarized": "none", "head": "categorical"})],
+                         ids=["grey", "rgb"])
+def test_the_diagonal_bilstm_cursor_draws_what_the_full_passes_draw(shape, fields):
+    """PixelRNN's incremental sampler (one cell step per pixel and layer, one right-to-left sweep per row) must be
+    exact: from the same generator it draws the very images that a full network pass per sub-pixel draws, when
+    sampling and when completing kept rows. The weights are pushed off their initialisation so every state
+    matters, including the padding's bias-driven edge states."""
+    model = make("pixelrnn", shape, variant="diagonal_bilstm", width=8, layers=3, **fields).float()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    full = lambda v, start: Autoregressive._fill(model, v, start, torch.Generator().manual_seed(1), None)  # noqa: E731
+    drawn = model.sample(16, torch.Generator().manual_seed(1))
+    assert torch.equal(drawn, full(torch.zeros(16, *shape), 0))
+    assert 0 < drawn.mean() < 1  # not a degenerate draw that any sampler would match
+    x = drawn.flip(0)
+    kept = model.complete(x, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(kept, full(model.head.unit(model._targets(x)[0]), 2))
+    assert torch.equal(kept[:, :, :2], x[:, :, :2]) and not torch.equal(kept, x)
+
+
 def test_complete_keeps_the_top_rows_and_is_seeded():
     shape = (1, 6, 6)
     model = make("gated_pixelcnn", shape).float()
