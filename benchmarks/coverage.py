@@ -55,7 +55,7 @@ CASES = {
     "pixelrnn": ("pixelrnn", []),
     "ffjord": ("ffjord", []),
 }
-FINAL_ONLY = {"ddpm", "pixelcnn", "gated_pixelcnn", "pixelrnn", "ffjord"}  # slow samplers: one check at the end
+FINAL_ONLY = {"ddpm", "pixelcnn", "gated_pixelcnn", "ffjord"}  # slow samplers: one check at the end
 
 
 def read_events(folder: Path) -> list[dict]:
