@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from tqdm import tqdm
 
 from genlab.data import DataInfo
 from genlab.models import registry
@@ -34,8 +35,9 @@ def main() -> None:
     cursor = model.sample(args.n, generator=torch.Generator().manual_seed(0))
     cursor_s = time.perf_counter() - start
     start = time.perf_counter()
-    with torch.no_grad():
-        full = Autoregressive._fill(model, torch.zeros(args.n, 1, 28, 28), 0, torch.Generator().manual_seed(0), None)
+    with torch.no_grad(), tqdm(disable=True) as bar:  # the generic sampler: a network pass per sub-pixel
+        full = Autoregressive._draw(model, torch.zeros(args.n, 1, 28, 28), 0, torch.Generator().manual_seed(0), None,
+                                    bar)
     full_s = time.perf_counter() - start
     print(f"PixelRNN Diagonal BiLSTM (h = {cfg.width}, {cfg.layers} layers), {args.n} images of 28 x 28, "
           f"{args.threads} thread(s)")

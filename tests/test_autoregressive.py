@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tqdm import tqdm
 
 from genlab.data import DataInfo
 from genlab.errors import UserError
@@ -196,7 +197,10 @@ def test_the_diagonal_bilstm_cursor_draws_what_the_full_passes_draw(shape, field
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    full = lambda v, start: Autoregressive._fill(model, v, start, torch.Generator().manual_seed(1), None)  # noqa: E731
+    def full(v, start):  # the generic sampler: a network pass per sub-pixel
+        with torch.no_grad(), tqdm(disable=True) as bar:
+            return Autoregressive._draw(model, v, start, torch.Generator().manual_seed(1), None, bar)
+
     drawn = model.sample(16, torch.Generator().manual_seed(1))
     assert torch.equal(drawn, full(torch.zeros(16, *shape), 0))
     assert 0 < drawn.mean() < 1  # not a degenerate draw that any sampler would match

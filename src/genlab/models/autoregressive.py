@@ -96,9 +96,13 @@ class Autoregressive(CycledLabels, SingleLoss):
     def _fill(self, v: torch.Tensor, start_row: int, generator, y) -> torch.Tensor:
         """Draw every sub-pixel from row `start_row` on; v holds values on [0, 1], B x C x H x W."""
         c, h, w = self.info.shape
+        with tqdm(total=(h - start_row) * w * c, unit="subpixel", desc="sampling", disable=None, leave=False) as bar:
+            return self._from_unit(self._draw(v.clone(), start_row, generator, y, bar))
+
+    def _draw(self, v: torch.Tensor, start_row: int, generator, y, bar) -> torch.Tensor:
+        """The sampler itself, in place on v: one network pass per sub-pixel, cropped to the rows that reach it."""
+        c, h, w = self.info.shape
         p = self.head.params
-        v = v.clone()
-        bar = tqdm(total=(h - start_row) * w * c, unit="subpixel", desc="sampling", disable=None, leave=False)
         for i in range(start_row, h):
             lo = 0 if self.receptive_rows is None else max(0, i - self.receptive_rows)
             for j in range(w):
@@ -106,5 +110,4 @@ class Autoregressive(CycledLabels, SingleLoss):
                     out = self.network(v[:, :, lo:i + 1] * 2 - 1, y)[:, :, -1, j]  # B x C * P (row i, column j)
                     v[:, ch, i, j] = self.head.sample(out[:, ch * p:(ch + 1) * p], generator)
                     bar.update()
-        bar.close()
-        return self._from_unit(v)
+        return v

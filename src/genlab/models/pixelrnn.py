@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..config import check_choice
 from ..nn.masked import MaskedConv2d
@@ -155,10 +154,11 @@ class DiagonalCursor:
     def _rows(self, v: torch.Tensor, features: int) -> list[torch.Tensor]:
         return [v.new_zeros(len(v), features, self.w) for _ in self.blocks]  # per layer: B x F x W
 
-    def step(self, inp: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """The network's output at (i, j) of inp (B x C x H x W on [-1, 1], drawn up to here); -> B x C * P."""
+    def step(self, padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """The network's output at (i, j) of the input drawn up to here (B x C x (H + 2k) x (W + 2k) on [-1, 1],
+        zero-padded by the first kernel's reach k); -> B x C * P."""
         k, first = self.k, self.first
-        patch = F.pad(inp, (k, k, k, k))[:, :, i:i + 2 * k + 1, j:j + 2 * k + 1]  # B x C x 7 x 7 around (i, j)
+        patch = padded[:, :, i:i + 2 * k + 1, j:j + 2 * k + 1]  # B x C x 7 x 7 around (i, j)
         s = F.conv2d(patch, first.weight * first.mask, first.bias)[:, :, 0, 0]  # B x 2h
         for l, blk in enumerate(self.blocks):
             fw = blk.lstm.forward_lstm
@@ -183,15 +183,17 @@ class DiagonalCursor:
             self.bw_up[l], self.fw_up[l] = row, self.fw_h[l].clone()
 
     def fill(self, v: torch.Tensor, start_row: int, generator, bar) -> torch.Tensor:
-        c, p = self.model.info.channels, self.model.head.params
+        c, p, k = self.model.info.channels, self.model.head.params, self.k
+        padded = F.pad(v * 2 - 1, (k, k, k, k))  # the network's input, updated as values are drawn
         for i in range(self.h):
             for j in range(self.w):
                 if i < start_row:  # kept rows: the states only
-                    self.step(v * 2 - 1, i, j)
+                    self.step(padded, i, j)
                     continue
                 for ch in range(c):
-                    out = self.step(v * 2 - 1, i, j)  # the last channel's call leaves (i, j)'s final states
+                    out = self.step(padded, i, j)  # the last channel's call leaves (i, j)'s final states
                     v[:, ch, i, j] = self.model.head.sample(out[:, ch * p:(ch + 1) * p], generator)
+                    padded[:, ch, i + k, j + k] = v[:, ch, i, j] * 2 - 1
                     bar.update()
             self.finish_row(i)
         return v
@@ -238,9 +240,7 @@ class PixelRNN(Autoregressive, nn.Module):
     def network(self, inp, y=None):
         return self.net(inp)  # B x C x H x W -> B x C * P x H x W
 
-    def _fill(self, v: torch.Tensor, start_row: int, generator, y) -> torch.Tensor:
+    def _draw(self, v: torch.Tensor, start_row: int, generator, y, bar) -> torch.Tensor:
         if self.cfg.variant != "diagonal_bilstm":
-            return super()._fill(v, start_row, generator, y)
-        c, h, w = self.info.shape
-        with tqdm(total=(h - start_row) * w * c, unit="subpixel", desc="sampling", disable=None, leave=False) as bar:
-            return self._from_unit(DiagonalCursor(self, v).fill(v.clone(), start_row, generator, bar))
+            return super()._draw(v, start_row, generator, y, bar)
+        return DiagonalCursor(self, v).fill(v, start_row, generator, bar)
