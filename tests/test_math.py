@@ -571,3 +571,31 @@ def test_vae_defaults_are_sized_to_the_images(shape, arch, widths):
     x = torch.rand(2, *shape)
     assert model.reconstruct(x).shape == x.shape
 
+
+def test_the_dcgan_architecture_gives_vaes_and_autoencoders_the_gan_networks():
+    """arch=dcgan: the encoder is the DCGAN discriminator's body (with InfoGAN's fully connected layer from
+    model.hidden) and the decoder the generator, weight for weight, as Lucic et al. compare every model on one
+    pair of networks; a second hidden layer or an odd image side is one sentence."""
+    from genlab.nn import DCDiscriminator, DCGenerator
+
+    info = DataInfo(1, 28, 28)
+    cfg = registry.get("vae").config_cls(arch="dcgan", hidden=(64,), channels=(8,), latent_dim=6)
+    model = registry.build("vae", cfg, info)
+    d, g = DCDiscriminator((1, 28, 28), width=8, norm="batch", fc=64), DCGenerator((1, 28, 28), 6, width=8, fc=64)
+    assert [p.shape for p in model.encoder.parameters()] == [p.shape for p in d.parameters()]
+    assert [p.shape for p in model.decoder.parameters()] == [p.shape for p in g.parameters()]
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = model.losses(x)
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    assert model.reconstruct(x).shape == x.shape and model.sample(3).shape == (3, 1, 28, 28)
+    ae = registry.build("ae", registry.get("ae").config_cls(arch="dcgan", hidden=(), channels=(8,), latent_dim=5),
+                        info)
+    assert ae.reconstruct(x).shape == x.shape
+    with pytest.raises(UserError, match="at most one fully connected layer"):
+        registry.build("vae", registry.get("vae").config_cls(arch="dcgan", hidden=(64, 32)), info)
+    with pytest.raises(UserError, match="even image side"):
+        registry.build("vae", registry.get("vae").config_cls(arch="dcgan"), DataInfo(1, 9, 9))
+

@@ -28,13 +28,13 @@ from .perceptual import PerceptualDistance
 from .common import SingleLoss
 from .registry import register
 
-ARCHS = ("mlp", "conv")
+ARCHS = ("mlp", "conv", "dcgan")
 LOSSES = ("auto", "bce", "mse", "perceptual")
 
 
 @dataclass
 class AEConfig:
-    arch: str = "mlp"  # mlp | conv
+    arch: str = "mlp"  # mlp | conv | dcgan (nn/blocks.py)
     hidden: tuple[int, ...] = (512, 256)  # MLP widths (conv: widths after the conv stack)
     channels: tuple[int, ...] = ()  # conv widths, one stride-2 layer each; () = sized to the image (nn/blocks.py)
     latent_dim: int = 32

@@ -31,7 +31,7 @@ from ..config import check_choice, check_positive
 from ..data.transforms import as_unit
 from ..errors import UserError
 from ..losses import bernoulli_nll, gaussian_kl_dims, gaussian_nll, output_link
-from ..nn import Decoder, Encoder
+from ..nn import ARCHS, Decoder, Encoder
 from .common import SingleLoss
 from .latent_prior import GaussianMixtureLatents
 from .perceptual import NETWORKS as PERCEPTUAL_NETS
@@ -49,7 +49,7 @@ VAE_DEFAULTS = {"train": {"lr": 2e-3}}
 
 @dataclass
 class VAEConfig:
-    arch: str = "auto"  # mlp | conv | auto (conv for images of 32 px and more)
+    arch: str = "auto"  # mlp | conv | dcgan (the GANs' networks, nn/blocks.py) | auto (conv from 32 px)
     hidden: tuple[int, ...] = (512,)
     channels: tuple[int, ...] = ()  # conv widths; () = sized to the image (28 px: 32, 64; 64 px: 32 ... 256)
     latent_dim: int = 16
@@ -68,7 +68,7 @@ class VAEConfig:
     prior_fit_images: int = 10000  # training images whose codes fit the mixture (0 = all)
 
     def validate(self) -> None:
-        check_choice("model.arch", self.arch, ("mlp", "conv", "auto"))
+        check_choice("model.arch", self.arch, ARCHS)
         check_choice("model.likelihood", self.likelihood, LIKELIHOODS)
         check_choice("model.recon", self.recon, RECONS)
         check_choice("model.perceptual_net", self.perceptual_net, PERCEPTUAL_NETS)
