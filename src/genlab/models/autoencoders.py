@@ -22,13 +22,12 @@ from ..data.corruptions import CORRUPTIONS, corrupt
 from ..data.transforms import as_unit
 from ..errors import UserError, unknown
 from ..losses import bernoulli_nll, output_link, squared_error
-from ..nn import Decoder, Encoder
+from ..nn import BODIES, Decoder, Encoder
 from .perceptual import NETWORKS as PERCEPTUAL_NETS
 from .perceptual import PerceptualDistance
 from .common import SingleLoss
 from .registry import register
 
-ARCHS = ("mlp", "conv", "dcgan")
 LOSSES = ("auto", "bce", "mse", "perceptual")
 
 
@@ -46,7 +45,7 @@ class AEConfig:
     perceptual_net: str = "auto"
 
     def validate(self) -> None:
-        check_choice("model.arch", self.arch, ARCHS)
+        check_choice("model.arch", self.arch, BODIES)
         check_choice("model.loss", self.loss, LOSSES)
         check_choice("model.perceptual_net", self.perceptual_net, PERCEPTUAL_NETS)
         check_positive("model.latent_dim", self.latent_dim)

@@ -144,6 +144,7 @@ class DiagonalCursor:
         self.model, (self.first, *self.blocks, self.out) = model, list(model.net)
         _, self.h, self.w = model.info.shape
         self.k = FIRST_KERNEL // 2
+        self.first_weight = self.first.weight * self.first.mask  # the mask-A kernel, formed once per draw
         self.fw_edge = [blk.lstm.forward_lstm.edge_states(self.h, v) for blk in self.blocks]
         self.bw_edge = [blk.lstm.backward_lstm.edge_states(self.h, v) for blk in self.blocks]
         hid = model.cfg.width
@@ -157,9 +158,9 @@ class DiagonalCursor:
     def step(self, padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """The network's output at (i, j) of the input drawn up to here (B x C x (H + 2k) x (W + 2k) on [-1, 1],
         zero-padded by the first kernel's reach k); -> B x C * P."""
-        k, first = self.k, self.first
+        k = self.k
         patch = padded[:, :, i:i + 2 * k + 1, j:j + 2 * k + 1]  # B x C x 7 x 7 around (i, j)
-        s = F.conv2d(patch, first.weight * first.mask, first.bias)[:, :, 0, 0]  # B x 2h
+        s = F.conv2d(patch, self.first_weight, self.first.bias)[:, :, 0, 0]  # B x 2h
         for l, blk in enumerate(self.blocks):
             fw = blk.lstm.forward_lstm
             self.stream[l][:, :, j] = s

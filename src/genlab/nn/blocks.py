@@ -60,12 +60,14 @@ def conv_plan(shape: tuple[int, int, int], arch: str, channels: tuple[int, ...])
             widths.append(min(MAX_WIDTH, FIRST_WIDTH * 2 ** len(widths)))
             h, w = math.ceil(h / 2), math.ceil(w / 2)
         channels = tuple(widths)
+    if arch == "dcgan" and not channels:
+        channels = (DCGAN_WIDTH,)
     return arch, channels
 
 
 def _mlp_encoder(shape, hidden, channels, act):
-    c, h, w = shape
-    return nn.Sequential(nn.Flatten(), mlp([c * h * w, *hidden], act, last_act=True)), hidden[-1] if hidden else c * h * w
+    d = math.prod(shape)
+    return nn.Sequential(nn.Flatten(), mlp([d, *hidden], act, last_act=True)), hidden[-1] if hidden else d
 
 
 def _conv_encoder(shape, hidden, channels, act):
@@ -82,7 +84,7 @@ def _conv_encoder(shape, hidden, channels, act):
 
 
 def _dcgan_encoder(shape, hidden, channels, act):
-    body = DCDiscriminator(shape, width=channels[0] if channels else DCGAN_WIDTH, norm="batch", fc=dcgan_fc(hidden))
+    body = DCDiscriminator(shape, width=channels[0], norm="batch", fc=dcgan_fc(hidden))
     return body, body.out_features
 
 
@@ -110,7 +112,7 @@ def _conv_decoder(shape, hidden, channels, in_dim, act):
 
 
 def _dcgan_decoder(shape, hidden, channels, in_dim, act):
-    return DCGenerator(shape, in_dim, width=channels[0] if channels else DCGAN_WIDTH, fc=dcgan_fc(hidden))
+    return DCGenerator(shape, in_dim, width=channels[0], fc=dcgan_fc(hidden))
 
 
 def dcgan_fc(hidden: tuple[int, ...]) -> int:
@@ -123,7 +125,8 @@ def dcgan_fc(hidden: tuple[int, ...]) -> int:
 
 ENCODERS = {"mlp": _mlp_encoder, "conv": _conv_encoder, "dcgan": _dcgan_encoder}
 DECODERS = {"mlp": _mlp_decoder, "conv": _conv_decoder, "dcgan": _dcgan_decoder}
-ARCHS = (*ENCODERS, "auto")
+BODIES = tuple(ENCODERS)  # the architectures a model may name outright
+ARCHS = (*BODIES, "auto")
 
 
 class Encoder(nn.Module):
