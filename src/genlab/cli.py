@@ -14,6 +14,9 @@ from pathlib import Path
 from .config import positive_int, seed_int
 from .errors import UserError, check_memory, closest
 
+# the VAEs' sampling priors (models/vae.py's PRIORS, named here so that parsing imports no model code)
+SAMPLING_PRIORS = ("normal", "mixture", "two-stage")
+
 EXIT_USER, EXIT_DIVERGED = 2, 1
 
 
@@ -27,9 +30,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         if "invalid choice" in message:
             bad = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\"")
-            choices = [a for act in self._actions if act.choices for a in act.choices]
+            name = message.split(":", 1)[0].removeprefix("argument ")  # "--prior", or the commands' metavar
+            option = next((act for act in self._actions if act.choices and name in act.option_strings), None)
+            pool = [option] if option else [act for act in self._actions if act.choices]
+            choices = [c for act in pool for c in act.choices]
             hint = closest(bad, choices) or f" (valid: {', '.join(sorted(choices))})"
-            raise UserError(f"unknown command '{bad}'{hint}")
+            raise UserError(f"unknown value '{bad}' for {name}{hint}" if option else f"unknown command '{bad}'{hint}")
         raise UserError(f"{self.prog}: {message}")
 
     def parse_known_into(self, argv):
@@ -53,8 +59,9 @@ def _sampling_args(p, note: str = "") -> None:
                    help="diffusion: DDIM, or ancestral DDPM over all T steps" + note)
     p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps (default: the model's, 50)" + note)
     p.add_argument("--eta", type=float, help="diffusion: DDIM noise, 0 deterministic .. 1 DDPM-like" + note)
-    p.add_argument("--prior", choices=("normal", "mixture"),
-                   help="VAEs: draw z from N(0, I) or from the latent mixture a model.prior=mixture run fitted" + note)
+    p.add_argument("--prior", choices=SAMPLING_PRIORS,
+                   help="VAEs: draw z from N(0, I), or from the prior the run fitted (model.prior mixture or "
+                        "two-stage)" + note)
     p.add_argument("--guidance", type=float,
                    help="conditional diffusion: classifier-free guidance weight w (1 = plain conditional, 0 = none)"
                         + note)
@@ -131,6 +138,13 @@ def build_parser() -> Parser:
                                                  "(default: every domain)")
     p.add_argument("--seed", type=seed_int, default=0, help="the corruption's draws (block positions, noise)")
     p.add_argument("-o", "--output", help="folder (default DIR/translate)")
+
+    p = cmd("fit-prior", "fit a VAE run's sampling prior to the codes of its training images (a Gaussian mixture, "
+                         "or Dai & Wipf's second-stage VAE) and write it into the run")
+    _run_dir_arg(p)
+    p.add_argument("--prior", choices=SAMPLING_PRIORS[1:], required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the prior's settings, e.g. --set model.prior_epochs=40 (repeatable; see genlab list vae)")
 
     p = cmd("eval", "evaluate trained models; writes DIR/eval.json and prints a table (or compares runs)")
     p.add_argument("runs", nargs="+", metavar="DIR", help="a run folder (several with --compare)")
@@ -459,6 +473,21 @@ STABLE_FID_N = 10_000  # below it, FID's upward bias is large (BENCHMARKS.md, "F
 IWAE_K_MAX = 100_000  # 20x the papers' k: past it the cost (n x k decoder passes) buys nothing anyone reports
 
 
+def cmd_fit_prior(a) -> int:
+    from .api import fit_prior
+    from .config import parse_overrides
+
+    over = parse_overrides(a.set)
+    if set(over) - {"model"}:
+        raise UserError(f"genlab fit-prior takes model.* settings only, got --set {sorted(set(over) - {'model'})[0]}.*")
+    res = fit_prior(a.run, a.prior, over.get("model", {}))
+    print(f"fitted the {a.prior} prior to the codes of {res['images']:,} training images in {res['seconds']:.1f} s; "
+          f"wrote {', '.join(res['files'])} and config.json (model.prior={a.prior}) in {a.run}")
+    if (Path(a.run) / "eval.json").exists():
+        print("note: eval.json's sample metrics were computed before this prior; evaluate again", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(a) -> int:
     if a.compare:
         return _compare(a)
@@ -731,7 +760,7 @@ def cmd_apply(a) -> int:
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "translate": cmd_translate,
             "interpolate": cmd_interpolate, "report": cmd_report, "serve": cmd_serve,
             "prepare": cmd_prepare,
-            "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
+            "fit-prior": cmd_fit_prior, "eval": cmd_eval, "apply": cmd_apply, "list": cmd_list, "info": cmd_info}
 
 
 # file-system refusals that are the machine's state, not a bug: each becomes one sentence and exit 2

@@ -14,9 +14,12 @@ weighted perceptual distance of the decoded mean (Hou et al. 2017's feature-cons
 which is no longer a bound; the logged neg_elbo is still the likelihood's (a bound, just not the one optimised).
 The conditional VAE feeds the one-hot label to the encoder's head and to the decoder: q(z | x, y), p(x | z, y).
 
-Sampling draws z from N(0, I), or with `prior=mixture` from a Gaussian mixture fitted to the posterior means of
-`prior_fit_images` training images at every epoch's end (ex-post density estimation, models/latent_prior.py). Training
-and the likelihood (ELBO, IWAE) keep N(0, I): the mixture only moves where samples are drawn.
+Sampling draws z from N(0, I), or from an estimate of the codes' distribution fitted to the posteriors of
+`prior_fit_images` training images at every epoch's end (models/latent_prior.py): `prior=mixture`, a Gaussian
+mixture on the posterior means (Ghosh et al. 2020's ex-post density estimation), or `prior=two-stage`, Dai & Wipf
+(2019)'s second VAE on draws from the posteriors, trained `prior_epochs` passes further at each fit. Training and the
+likelihood (ELBO, IWAE) keep N(0, I): the fitted prior only moves where samples are drawn. `genlab fit-prior` fits
+one to a finished run.
 """
 from __future__ import annotations
 
@@ -33,14 +36,14 @@ from ..errors import UserError
 from ..losses import bernoulli_nll, gaussian_kl_dims, gaussian_nll, output_link
 from ..nn import ARCHS, Decoder, Encoder
 from .common import SingleLoss
-from .latent_prior import GaussianMixtureLatents
+from .latent_prior import LATENT_PRIORS
 from .perceptual import NETWORKS as PERCEPTUAL_NETS
 from .perceptual import PerceptualDistance
 from .registry import register
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 RECONS = ("likelihood", "perceptual")
-PRIORS = ("normal", "mixture")
+PRIORS = ("normal", *LATENT_PRIORS)
 # Adam at 2e-3: at 1e-3 (the common examples' rate) the first epoch's samples on MNIST are blurred strokes that the
 # classifier reads as 8 (53% of them: the collapse warning); at 2e-3 the largest class takes 26-30% after epoch 1 (two
 # seeds, vae and cvae) and the test loss after 3 epochs is 2-3 nats lower (BENCHMARKS.md, issue 10)
@@ -63,9 +66,13 @@ class VAEConfig:
     # the code kept 21 nats through that plateau (BENCHMARKS.md, issue 14)
     perceptual_weight: float = 2000.0
     perceptual_net: str = "auto"  # auto (the MNIST classifier for 1x28x28, else efficientnet-lite0) | mnist | ...
-    prior: str = "normal"  # the sampling prior: normal (N(0, I)) | mixture (fitted to the codes; see the docstring)
+    prior: str = "normal"  # the sampling prior: normal (N(0, I)) | mixture | two-stage (fitted to the codes; docstring)
     prior_components: int = 10  # mixture components
-    prior_fit_images: int = 10000  # training images whose codes fit the mixture (0 = all)
+    prior_fit_images: int = 10000  # training images whose codes fit the prior (0 = all)
+    prior_width: int = 1024  # two-stage: the second VAE's hidden width and depth (Dai & Wipf's 1024 x 3)
+    prior_depth: int = 3
+    prior_epochs: int = 1  # two-stage: Adam passes over the codes at each fit (continuing from the last fit)
+    prior_lr: float = 1e-4  # two-stage: Adam's rate (Dai & Wipf's, at batch 64)
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ARCHS)
@@ -75,6 +82,8 @@ class VAEConfig:
         check_choice("model.prior", self.prior, PRIORS)
         check_positive("model.prior_components", self.prior_components)
         check_positive("model.prior_fit_images", self.prior_fit_images, allow_zero=True)
+        for name in ("prior_width", "prior_depth", "prior_epochs", "prior_lr"):
+            check_positive(f"model.{name}", getattr(self, name))
         check_positive("model.perceptual_weight", self.perceptual_weight)
         check_positive("model.latent_dim", self.latent_dim)
         check_positive("model.sigma", self.sigma, allow_zero=True)
@@ -105,7 +114,14 @@ class VAE(SingleLoss, nn.Module):
             self.log_sigma = nn.Parameter(torch.tensor(init), requires_grad=not cfg.sigma)
         self.link = output_link(info.range)
         self.perceptual = PerceptualDistance(info.shape, cfg.perceptual_net) if cfg.recon == "perceptual" else None
-        self.mixture = GaussianMixtureLatents(cfg.latent_dim, cfg.prior_components) if cfg.prior == "mixture" else None
+        if cfg.prior in LATENT_PRIORS:  # under its own name (mixture, second_stage), which checkpoints keep
+            prior = LATENT_PRIORS[cfg.prior].from_config(cfg)
+            self.add_module(prior.slot, prior)
+
+    @property
+    def fitted_prior(self) -> nn.Module | None:
+        """The estimator of q(z) that model.prior names (None for normal)."""
+        return getattr(self, LATENT_PRIORS[self.cfg.prior].slot) if self.cfg.prior in LATENT_PRIORS else None
 
     @property
     def label_dim(self) -> int:
@@ -136,35 +152,41 @@ class VAE(SingleLoss, nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
                prior: str | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I), or from the fitted mixture (the likelihood's mean, as papers show).
-        `prior` overrides model.prior for these samples: a mixture run's weights also sample from N(0, I)."""
+        """n images decoded from z ~ N(0, I), or from the fitted prior (the likelihood's mean, as papers show).
+        `prior` overrides model.prior for these samples: a fitted prior's run also samples from N(0, I)."""
         device = next(self.parameters()).device
         prior = prior or self.cfg.prior
         check_choice("the sampling prior", prior, PRIORS)
-        if prior == "mixture":
-            if self.mixture is None:
-                raise UserError("this VAE has no fitted latent mixture: train it with model.prior=mixture")
-            z = self.mixture.sample(n, generator)
-        else:
+        if prior == "normal":
             z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
+        elif prior == self.cfg.prior:
+            z = self.fitted_prior.sample(n, generator)
+        else:
+            raise UserError(f"this VAE has no fitted {LATENT_PRIORS[prior].title}: train it with model.prior={prior}, "
+                            f"or fit one with genlab fit-prior RUN --prior {prior}")
         return self.decode(z, self._sample_labels(n, y, device))
 
     @torch.no_grad()
     def fit_to_data(self, batches, seed: int = 0) -> None:
-        """With prior=mixture: fit the sampling mixture to the posterior means of the first prior_fit_images training
-        images in `batches` (an iterator of (x, y)); the trainer calls it at every epoch's end, before the samples."""
-        if self.mixture is None:
+        """With a fitted prior (model.prior mixture or two-stage): fit it to the posteriors of the first
+        prior_fit_images training images in `batches` (an iterator of (x, y)); the trainer calls it at every epoch's
+        end, before the samples."""
+        prior = self.fitted_prior
+        if prior is None:
             return
-        limit, codes, seen = self.cfg.prior_fit_images, [], 0
+        limit, means, sds, seen = self.cfg.prior_fit_images, [], [], 0
         was_training = self.training
         self.eval()
         for x, y in batches:
-            codes.append(self.encode(x, y))  # B x d
+            mu, logvar = self.posterior(x, y)  # B x d each
+            means.append(mu)
+            sds.append(torch.exp(0.5 * logvar))
             seen += len(x)
             if limit and seen >= limit:
                 break
         self.train(was_training)
-        self.mixture.fit(torch.cat(codes)[:limit or None], seed)
+        keep = slice(0, limit or None)
+        prior.fit(torch.cat(means)[keep], torch.cat(sds)[keep], seed=seed)
 
     def _sample_labels(self, n, y, device):
         return None
