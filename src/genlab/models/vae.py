@@ -72,7 +72,9 @@ class VAEConfig:
     prior_width: int = 1024  # two-stage: the second VAE's hidden width and depth (Dai & Wipf's 1024 x 3)
     prior_depth: int = 3
     prior_epochs: int = 1  # two-stage: Adam passes over the codes at each fit (continuing from the last fit)
-    prior_lr: float = 1e-4  # two-stage: Adam's rate (Dai & Wipf's, at batch 64)
+    # two-stage: Adam's rate at batch 64. Dai & Wipf use 1e-4 for 800 epochs; at 1e-3 a second stage on the learned-
+    # sigma conv VAE's MNIST codes took the decoded samples' domain FID-5k from 488 (N(0, I)) to 221 in 8 epochs
+    prior_lr: float = 1e-3
 
     def validate(self) -> None:
         check_choice("model.arch", self.arch, ARCHS)
