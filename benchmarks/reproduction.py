@@ -53,7 +53,7 @@ TARGETS = [
     Target("gan_minimax", "GAN, minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]", FID,
            "gan_minimax_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
            GAN_CURVE, train_opts="--set train.monitor_modes=true"),
-    Target("vae_conv_grey", "VAE (conv), grey levels, mixture prior", ("fid@inception", "fid"), 25,
+    Target("vae_conv_grey", "VAE (conv), grey levels, learned sigma, mixture prior", ("fid@inception", "fid"), 25,
            "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", FID, "vae_conv_grey_mnist.toml",
            "--metrics fid,kid,pr --features inception --n 10000", (("modes", "fid_1k"), ("test", "neg_elbo")),
            train_opts="--set train.monitor_modes=true"),
