@@ -69,11 +69,11 @@ class VAEConfig:
     prior: str = "normal"  # the sampling prior: normal (N(0, I)) | mixture | two-stage (fitted to the codes; docstring)
     prior_components: int = 10  # mixture components
     prior_fit_images: int = 10000  # training images whose codes fit the prior (0 = all)
-    prior_width: int = 1024  # two-stage: the second VAE's hidden width and depth (Dai & Wipf's 1024 x 3)
-    prior_depth: int = 3
+    prior_width: int = 1024  # two-stage: the second VAE's hidden width (Dai & Wipf's 1024)
+    prior_depth: int = 3  # two-stage: hidden layers of each of its MLPs (Dai & Wipf's 3)
     prior_epochs: int = 1  # two-stage: Adam passes over the codes at each fit (continuing from the last fit)
-    # two-stage: Adam's rate at batch 64. Dai & Wipf use 1e-4 for 800 epochs; at 1e-3 a second stage on the learned-
-    # sigma conv VAE's MNIST codes took the decoded samples' domain FID-5k from 488 (N(0, I)) to 221 in 8 epochs
+    # two-stage: Adam's rate at batch 64. Dai & Wipf use 1e-4 for 800 epochs; at 1e-3 a second stage on the
+    # learned-sigma conv VAE's MNIST codes took its decoded draws' domain FID-5k from 488 (N(0, I)) to 221 in 8 epochs
     prior_lr: float = 1e-3
 
     def validate(self) -> None:
