@@ -81,7 +81,8 @@ class GaussianMixtureLatents(nn.Module):
 
 def _check_fitted(prior: nn.Module) -> None:
     if not bool(prior.fitted):
-        raise UserError(f"the {prior.title} has not been fitted yet: it is fitted at each epoch's end of training")
+        raise UserError(f"the {prior.title} has not been fitted yet: training fits it at each epoch's end, "
+                        "genlab fit-prior to a finished run")
 
 
 def _skip_mlp(dim_in: int, width: int, depth: int, dim_out: int) -> nn.ModuleDict:
@@ -111,7 +112,7 @@ class SecondStageVAE(nn.Module):
     slot = "second_stage"
     title = "second-stage VAE"
 
-    def __init__(self, dim: int, width: int = 1024, depth: int = 3, epochs: int = 1, lr: float = 1e-4,
+    def __init__(self, dim: int, width: int = 1024, depth: int = 3, epochs: int = 1, lr: float = 1e-3,
                  batch_size: int = 64):
         super().__init__()
         self.dim, self.epochs, self.lr, self.batch_size = dim, epochs, lr, batch_size
