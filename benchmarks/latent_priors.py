@@ -37,14 +37,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load_model(a.run)
-    means, sds = [], []
     train = Batches(split_images(cfg, "train"), Pipeline(cfg.data), 500, shuffle=False, drop_last=False)
-    with torch.no_grad():
-        for x, y in train.epoch(0):
-            mu, logvar = model.posterior(x, y)
-            means.append(mu)
-            sds.append(torch.exp(0.5 * logvar))
-    mu, sd = torch.cat(means), torch.cat(sds)  # N x d each
+    mu, sd = model.posteriors(train.epoch(0))  # N x d each
     test, _ = next(Batches(split_images(cfg, "test").subset(N), Pipeline(cfg.data), N, shuffle=False).epoch(0))
     test = to_unit(test, cfg.info)
     g = torch.Generator().manual_seed(0)

@@ -62,8 +62,9 @@ def fit_prior(run_dir: str | Path, prior: str, settings: dict | None = None) -> 
         ckpt.recover(run_dir)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = registry.build(new.model, new.model_cfg, new.info).to(device)
-        fresh = model.state_dict()
         slots = tuple(c.slot + "." for c in LATENT_PRIORS.values())
+        # the new prior's initial state, copied: the model's own tensors change as each file's prior is fitted
+        init = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(slots)}
         images = split_images(new, "train").subset(new.data.limit or None)
         start, writers = time.perf_counter(), {}
         for name in ("model.safetensors", "ema.safetensors"):
@@ -74,11 +75,11 @@ def fit_prior(run_dir: str | Path, prior: str, settings: dict | None = None) -> 
             state = load_tensors(run_dir / name)
             held = {k: v for k, v in state.items() if k.startswith(slots)}
             kept = {k: v for k, v in state.items() if not k.startswith(slots)}
-            if cfg.model_cfg.prior == prior and held.keys() == {k for k in fresh if k.startswith(slots)} and \
-                    all(v.shape == fresh[k].shape for k, v in held.items()):
+            if cfg.model_cfg.prior == prior and held.keys() == init.keys() and \
+                    all(v.shape == init[k].shape for k, v in held.items()):
                 kept.update(held)  # the same prior, same shapes: continue from its fitted state
             try:
-                model.load_state_dict({**{k: v for k, v in fresh.items() if k.startswith(slots)}, **kept})
+                model.load_state_dict({**init, **kept})
             except RuntimeError as e:
                 raise UserError(f"'{run_dir / name}' does not match the model in config.json "
                                 f"({str(e).splitlines()[0]})") from None

@@ -141,9 +141,8 @@ class SecondStageVAE(nn.Module):
         current weights; the matrix products in bfloat16. Returns the last pass's mean -ELBO per code."""
         if len(mu) < self.batch_size:
             raise UserError(f"the second-stage VAE needs at least {self.batch_size} codes to fit, got {len(mu)}")
-        names = [n for n, _ in self.named_buffers() if n != "fitted"]
         state = dict(self.named_buffers())
-        weights = {n: state[n].detach().clone().requires_grad_() for n in names}
+        weights = {n: t.detach().clone().requires_grad_() for n, t in state.items() if n != "fitted"}
         opt = torch.optim.Adam(weights.values(), lr=self.lr)
         g = torch.Generator(mu.device).manual_seed(seed)
         mu, sd = mu.detach().float(), sd.detach().float()

@@ -169,14 +169,10 @@ class VAE(SingleLoss, nn.Module):
         return self.decode(z, self._sample_labels(n, y, device))
 
     @torch.no_grad()
-    def fit_to_data(self, batches, seed: int = 0) -> None:
-        """With a fitted prior (model.prior mixture or two-stage): fit it to the posteriors of the first
-        prior_fit_images training images in `batches` (an iterator of (x, y)); the trainer calls it at every epoch's
-        end, before the samples."""
-        prior = self.fitted_prior
-        if prior is None:
-            return
-        limit, means, sds, seen = self.cfg.prior_fit_images, [], [], 0
+    def posteriors(self, batches, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) of the first `limit` images (0 = all) in `batches` (an iterator of (x, y)), in eval mode:
+        (means, standard deviations), each N x latent_dim."""
+        means, sds, seen = [], [], 0
         was_training = self.training
         self.eval()
         for x, y in batches:
@@ -188,7 +184,14 @@ class VAE(SingleLoss, nn.Module):
                 break
         self.train(was_training)
         keep = slice(0, limit or None)
-        prior.fit(torch.cat(means)[keep], torch.cat(sds)[keep], seed=seed)
+        return torch.cat(means)[keep], torch.cat(sds)[keep]
+
+    def fit_to_data(self, batches, seed: int = 0) -> None:
+        """With a fitted prior (model.prior mixture or two-stage): fit it to the posteriors of the first
+        prior_fit_images training images in `batches`; the trainer calls it at every epoch's end, before the
+        samples."""
+        if self.fitted_prior is not None:
+            self.fitted_prior.fit(*self.posteriors(batches, self.cfg.prior_fit_images), seed=seed)
 
     def _sample_labels(self, n, y, device):
         return None
