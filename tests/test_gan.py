@@ -123,6 +123,7 @@ def test_health_warns_when_the_discriminator_wins_most_recent_steps():
     assert model.health() is None  # too few steps to judge
     model._track_health(won)
     assert "won outright in at least 90% of the last 100 steps" in model.health()  # a short run is warned too
+    assert "(model.lr_d below train.lr)" in model.health()  # it names the setting that slows D
     for _ in range(11):
         model._track_health(lost)
     assert model.health() is None  # 50 of 61 is below 90%
@@ -195,3 +196,18 @@ def test_dcgan_init_draws_the_papers_weights(sn):
     assert float(plain.G.body[-1].weight.detach().std()) > 0.1  # PyTorch's own scale (its output layer: 0.14)
     mlp = registry.build("gan", registry.get("gan").config_cls(hidden=(32,)), DataInfo(1, 8, 8, range="-11"))
     assert float(mlp.G.body[-1].weight.detach().std()) > 0.1
+
+
+def test_the_discriminator_rate_the_warning_names_is_a_setting_of_each_model():
+    from dataclasses import fields
+
+    from genlab.models import registry
+    from genlab.models.common import DiscriminatorHealth
+
+    entries = {name: registry.get(name) for name in registry.names()}
+    named = {name: entry for name, entry in entries.items()
+             if issubclass(entry.model_cls, DiscriminatorHealth) and entry.model_cls.d_rate_setting}
+    assert {"gan", "dcgan", "bigan", "vaegan"} <= set(named)
+    for name, entry in named.items():
+        section, key = entry.model_cls.d_rate_setting.split(".")
+        assert section == "model" and key in {f.name for f in fields(entry.config_cls)}, name

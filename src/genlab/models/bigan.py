@@ -71,6 +71,8 @@ class BiGANConfig:
 class BiGAN(DiscriminatorHealth, nn.Module):
     """BiGAN / ALI: generator, encoder and a discriminator on (x, z) pairs; (x, E(x)) real vs (G(z), z) fake."""
 
+    d_rate_setting = "model.lr_d"
+
     def __init__(self, cfg: BiGANConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info

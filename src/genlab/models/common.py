@@ -101,6 +101,7 @@ class DiscriminatorHealth:
 
     HEALTH_WINDOW, HEALTH_SHARE, HEALTH_MIN_STEPS = 100, 0.9, 50
     tracks_d_probs = True
+    d_rate_setting = ""  # the config key of the discriminator's own learning rate, where the model has one
 
     def _track_health(self, terms: dict[str, torch.Tensor]) -> None:
         if not self.tracks_d_probs:
@@ -114,7 +115,8 @@ class DiscriminatorHealth:
         if len(won) >= self.HEALTH_MIN_STEPS and sum(won) >= self.HEALTH_SHARE * len(won):
             return (f"the discriminator has won outright in at least {self.HEALTH_SHARE:.0%} of the last "
                     f"{self.HEALTH_WINDOW} steps (D(real) > 0.99, D(fake) < 0.01): the generator gets no signal; "
-                    f"try loss=nonsaturating, a lower train.lr or a lower discriminator rate")
+                    f"try loss=nonsaturating, a lower train.lr or a slower discriminator"
+                    + (f" ({self.d_rate_setting} below train.lr)" if self.d_rate_setting else ""))
         return None
 
 

@@ -82,6 +82,8 @@ class GANConfig:
 class GAN(DiscriminatorHealth, nn.Module):
     """The original GAN: MLP generator and discriminator, minimax or non-saturating loss, k D steps per G step."""
 
+    d_rate_setting = "model.lr_d"
+
     def __init__(self, cfg: GANConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info

@@ -77,6 +77,8 @@ VAEGAN_DEFAULTS = {**GAN_DEFAULTS, "train": {**GAN_DEFAULTS["train"], "ema": 0.9
 class VAEGAN(DiscriminatorHealth, nn.Module):
     """VAE-GAN: a VAE whose reconstruction is judged in a discriminator's features; encoder, decoder, discriminator."""
 
+    d_rate_setting = "model.lr_dis"
+
     def __init__(self, cfg: VAEGANConfig, info):
         super().__init__()
         self.cfg, self.info = cfg, info
