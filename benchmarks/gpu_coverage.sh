@@ -10,7 +10,7 @@
 #   monitor after every epoch.
 # - NICE (the paper's map, and the logit map) for as many epochs as the clock allows, read by the monitor after
 #   each: does coverage come with training, or never (the CPU's 3 epochs read every sample as 8)?
-# - The WGAN-GP recipe (configs/wgan_gp_mnist.toml) past its 10 CPU epochs, and ProGAN's defaults for 3 epochs
+# - The WGAN-GP recipe of the time (configs/wgan_gp_mnist.toml at Adam 1e-4, betas (0, 0.9)) past its 10 CPU epochs, and ProGAN's defaults for 3 epochs
 #   (issue 12's comparison at 180,000 images): domain FID / precision-recall / classes on EVAL_N samples here,
 #   the weights back for the Inception FID on the CPU (the Inception weights, 87 MB, do not fit the 64 MiB that
 #   travels).
@@ -38,7 +38,7 @@ JOBS+=($!)
 JOBS+=($!)
 { train nice_logit_long nice --data mnist --epochs 1000 --seed 0 --set train.monitor_modes=true --set model.alpha=1e-6; } &
 JOBS+=($!)
-{ train wgan_gp_long --config configs/wgan_gp_mnist.toml --set train.epochs=1000
+{ train wgan_gp_long --config configs/wgan_gp_mnist.toml --set train.lr=1e-4 --set train.beta1=0.0 --set train.epochs=1000
   ev wgan_gp_long --metrics fid,pr,modes --n "$N"; } &
 JOBS+=($!)
 { train progan3 progan --data mnist --epochs 3 --seed 0 --set train.monitor_modes=true

@@ -49,7 +49,8 @@ TARGETS = [
            FID, "dcgan_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
            GAN_CURVE),
     Target("wgan_gp", "DCGAN, WGAN-GP", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
-           "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE),
+           "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE,
+           train_opts="--set train.monitor_modes=true"),
     Target("dcgan_minimax", "DCGAN, minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]",
            FID, "dcgan_minimax_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
            GAN_CURVE, train_opts="--set train.monitor_modes=true"),
@@ -102,7 +103,7 @@ TARGETS = [
     # the ninth session's lent GPU (benchmarks/gpu_coverage.sh): past the CPU recipes' budgets
     Target("wgan_gp_h200", "DCGAN, WGAN-GP (GPU)", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
            "wgan_gp_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE,
-           train_opts="--set train.max_steps=23804"),
+           train_opts="--set train.lr=1e-4 --set train.beta1=0.0 --set train.epochs=26 --set train.max_steps=23804"),
     Target("gated_pixelcnn_large_h200", "Gated PixelCNN, width 128, 12 layers (GPU)", ("nll", "nll_nats"), 85,
            "81.50 (pytorch-generative); 81.30 PixelCNN [S]", BINARY_EXACT, "gated_pixelcnn_mnist.toml",
            "--metrics nll --n 10000", (("test", "loss"),), " nats",
