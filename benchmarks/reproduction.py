@@ -58,12 +58,15 @@ TARGETS = [
            "gan_minimax_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000",
            GAN_CURVE, train_opts="--set train.monitor_modes=true"),
     # recipes without a bar of their own: the MLP GAN takes its loss's bar (as the minimax MLP above), LSGAN the
-    # paper's number (as NADE, MADE and the RBM below)
+    # paper's number (as WGAN here and NADE, MADE and the RBM below)
     Target("gan_ns", "GAN (MLPs), non-saturating", ("fid@inception", "fid"), 10,
            "6.8 (NS GAN, Lucic et al. 2018, on their convolutional networks) [S]", FID, "gan_mnist.toml",
            "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE, train_opts="--set train.monitor_modes=true"),
     Target("lsgan", "DCGAN, least squares", ("fid@inception", "fid"), 7.8, "7.8 (LSGAN, Lucic et al. 2018) [S]", FID,
            "lsgan_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE,
+           train_opts="--set train.monitor_modes=true"),
+    Target("wgan", "DCGAN, WGAN (weight clipping)", ("fid@inception", "fid"), 6.7, "6.7 (WGAN, Lucic et al. 2018) [S]",
+           FID, "wgan_mnist.toml", "--metrics fid,kid,pr --features inception --n 10000", GAN_CURVE,
            train_opts="--set train.monitor_modes=true"),
     Target("vae_conv_grey", "VAE (conv), grey levels, learned sigma, mixture prior", ("fid@inception", "fid"), 25,
            "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", FID, "vae_conv_grey_mnist.toml",
