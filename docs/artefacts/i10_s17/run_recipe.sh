@@ -6,7 +6,8 @@
 #     --set train.epochs=12      # then the same with --set train.epochs=24: resumes the run to 24 epochs
 #   run_recipe.sh /work/runs/lsgan configs/lsgan_mnist.toml
 #   run_recipe.sh /work/runs/gan_ns configs/gan_mnist.toml
-#   OMP_NUM_THREADS=2 run_recipe.sh /work/runs/wgan_clip configs/wgan_mnist.toml   # stopped at epoch 28 of 50
+#   OMP_NUM_THREADS=2 run_recipe.sh /work/runs/wgan_clip configs/wgan_mnist.toml   # stopped at epoch 28 of 50;
+#     the same with OMP_NUM_THREADS=1 resumed it to 50 (eighteenth session)
 set -e
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
