@@ -8,6 +8,9 @@
 #   run_recipe.sh /work/runs/gan_ns configs/gan_mnist.toml
 #   OMP_NUM_THREADS=2 run_recipe.sh /work/runs/wgan_clip configs/wgan_mnist.toml   # stopped at epoch 28 of 50;
 #     the same with OMP_NUM_THREADS=1 resumed it to 50 (eighteenth session)
+#   run_recipe.sh /work/runs/gan_ns100 configs/gan_mnist.toml --set train.epochs=100   # a copy of gan_ns's
+#     30-epoch folder, resumed to 100 (nineteenth session, its commands written out in a script of their own)
+#   run_recipe.sh /work/runs/dcgan_mm_s1 configs/dcgan_minimax_mnist.toml --set train.seed=1   # (nineteenth)
 set -e
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
