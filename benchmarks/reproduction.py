@@ -47,81 +47,75 @@ FID = "Inception FID (2015-12-05 weights, (p-128)/128), 10,000 samples vs the 10
 FID_EVAL = "--metrics fid,kid,pr --features inception --n 10000"  # the eval options of every FID row
 NLL_EVAL = "--metrics nll --n 10000"  # of every exact or AIS likelihood row
 MONITOR = "--set train.monitor_modes=true"  # runs that logged the mode monitor (their FID-1k curves)
+DEQUANT_BPD = "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim"
+NLL_CURVE = (("test", "loss"),)
+
+
+def fid_row(name, model, target, paper, recipe, curve=GAN_CURVE, train_opts=MONITOR) -> Target:
+    """A row measured by Inception FID of 10,000 samples (FID_EVAL)."""
+    return Target(name, model, ("fid@inception", "fid"), target, paper, FID, recipe, FID_EVAL, curve,
+                  train_opts=train_opts)
+
+
+def nll_row(name, model, target, paper, protocol, recipe, train_opts="", curve=NLL_CURVE, unit=" nats",
+            field="nll_nats") -> Target:
+    """A row measured by the test likelihood of all 10,000 test images (NLL_EVAL)."""
+    return Target(name, model, ("nll", field), target, paper, protocol, recipe, NLL_EVAL, curve, unit, train_opts)
+
+
+LUCIC_MM = "9.8 (MM GAN, Lucic et al. 2018) [S]"
+GATED = "81.50 (pytorch-generative); 81.30 PixelCNN [S]"
+NADE_PAPER = "88.86 (Larochelle & Murray 2011, static binarisation)"
+MADE_PAPER = "88.04 (Germain et al. 2015) [U]"
+RBM_PAPER = "86.34 (Salakhutdinov & Murray 2008)"
 TARGETS = [
-    Target("dcgan_ns", "DCGAN, non-saturating", ("fid@inception", "fid"), 10, "6.8 (NS GAN, Lucic et al. 2018) [S]",
-           FID, "dcgan_mnist.toml", FID_EVAL,
-           GAN_CURVE),
-    Target("wgan_gp", "DCGAN, WGAN-GP", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
-           "wgan_gp_mnist.toml", FID_EVAL, GAN_CURVE,
-           train_opts=MONITOR),
-    Target("dcgan_minimax", "DCGAN, minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]",
-           FID, "dcgan_minimax_mnist.toml", FID_EVAL,
-           GAN_CURVE, train_opts=MONITOR),
-    Target("gan_minimax", "GAN (MLPs), minimax", ("fid@inception", "fid"), 15, "9.8 (MM GAN, Lucic et al. 2018) [S]", FID,
-           "gan_minimax_mnist.toml", FID_EVAL,
-           GAN_CURVE, train_opts=MONITOR),
+    fid_row("dcgan_ns", "DCGAN, non-saturating", 10, "6.8 (NS GAN, Lucic et al. 2018) [S]", "dcgan_mnist.toml",
+            train_opts=""),
+    fid_row("wgan_gp", "DCGAN, WGAN-GP", 20, "20.3 (Lucic et al. 2018) [S]", "wgan_gp_mnist.toml"),
+    fid_row("dcgan_minimax", "DCGAN, minimax", 15, LUCIC_MM, "dcgan_minimax_mnist.toml"),
+    fid_row("gan_minimax", "GAN (MLPs), minimax", 15, LUCIC_MM, "gan_minimax_mnist.toml"),
     # recipes without a bar of their own: the MLP GAN takes its loss's bar (as the minimax MLP above), LSGAN the
     # paper's number (as WGAN here and NADE, MADE and the RBM below)
-    Target("gan_ns", "GAN (MLPs), non-saturating", ("fid@inception", "fid"), 10,
-           "6.8 (NS GAN, Lucic et al. 2018, on their convolutional networks) [S]", FID, "gan_mnist.toml",
-           FID_EVAL, GAN_CURVE, train_opts=MONITOR),
-    Target("lsgan", "DCGAN, least squares", ("fid@inception", "fid"), 7.8, "7.8 (LSGAN, Lucic et al. 2018) [S]", FID,
-           "lsgan_mnist.toml", FID_EVAL, GAN_CURVE,
-           train_opts=MONITOR),
-    Target("wgan", "DCGAN, WGAN (weight clipping)", ("fid@inception", "fid"), 6.7, "6.7 (WGAN, Lucic et al. 2018) [S]",
-           FID, "wgan_mnist.toml", FID_EVAL, GAN_CURVE,
-           train_opts=MONITOR),
-    Target("vae_conv_grey", "VAE (conv), grey levels, learned sigma, mixture prior", ("fid@inception", "fid"), 25,
-           "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", FID, "vae_conv_grey_mnist.toml",
-           FID_EVAL, (("modes", "fid_1k"), ("test", "neg_elbo")),
-           train_opts=MONITOR),
+    fid_row("gan_ns", "GAN (MLPs), non-saturating", 10,
+            "6.8 (NS GAN, Lucic et al. 2018, on their convolutional networks) [S]", "gan_mnist.toml"),
+    fid_row("lsgan", "DCGAN, least squares", 7.8, "7.8 (LSGAN, Lucic et al. 2018) [S]", "lsgan_mnist.toml"),
+    fid_row("wgan", "DCGAN, WGAN (weight clipping)", 6.7, "6.7 (WGAN, Lucic et al. 2018) [S]", "wgan_mnist.toml"),
+    fid_row("vae_conv_grey", "VAE (conv), grey levels, learned sigma, mixture prior", 25,
+            "16.6 (VAE, Dai & Wipf 2019, Table 1) [S]", "vae_conv_grey_mnist.toml",
+            curve=(("modes", "fid_1k"), ("test", "neg_elbo"))),
     Target("vae_conv", "VAE (conv)", ("nll", "nll_nats"), 88,
            "89.78 (pythae, static binarisation); 86.76 (Burda et al. 2016, one layer) [S]",
            "dynamically binarised MNIST, the first 1,000 test images binarised once (seed 0), IWAE bound k = 5000 "
            "(the papers average all 10,000: ~3 h more on this CPU)",
            "vae_conv_mnist.toml", "--metrics nll --iwae-k 5000 --n 1000", (("test", "neg_elbo"),), " nats"),
-    Target("gated_pixelcnn", "Gated PixelCNN", ("nll", "nll_nats"), 85, "81.50 (pytorch-generative); 81.30 PixelCNN [S]",
-           "dynamically binarised MNIST, all 10,000 test images binarised once (seed 0), exact NLL",
-           "gated_pixelcnn_mnist.toml", NLL_EVAL, (("test", "loss"),), " nats"),
-    Target("glow", "Glow", ("nll", "bits_per_dim"), 1.3, "1.05 [U]",
-           "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
-           "glow_mnist.toml", NLL_EVAL, (("test", "bits_per_dim"),), " bits/dim"),
-    Target("realnvp", "RealNVP", ("nll", "bits_per_dim"), 1.4, "1.06 [U]",
-           "8-bit MNIST, all 10,000 test images dequantised once (seed 0): density NLL + D log 256, in bits/dim",
-           "realnvp_mnist.toml", NLL_EVAL, (("test", "bits_per_dim"),), " bits/dim"),
+    nll_row("gated_pixelcnn", "Gated PixelCNN", 85, GATED, BINARY_EXACT, "gated_pixelcnn_mnist.toml"),
+    nll_row("glow", "Glow", 1.3, "1.05 [U]", DEQUANT_BPD, "glow_mnist.toml", curve=(("test", "bits_per_dim"),),
+            unit=" bits/dim", field="bits_per_dim"),
+    nll_row("realnvp", "RealNVP", 1.4, "1.06 [U]", DEQUANT_BPD, "realnvp_mnist.toml",
+            curve=(("test", "bits_per_dim"),), unit=" bits/dim", field="bits_per_dim"),
     # issue 14's rows: no bar of their own, so the published number is the target
-    Target("nade", "NADE, 500 units", ("nll", "nll_nats"), 88.86,
-           "88.86 (Larochelle & Murray 2011, static binarisation)", BINARY_EXACT, "nade_mnist.toml",
-           NLL_EVAL, (("test", "loss"),), " nats"),
-    Target("made", "MADE, 8,000 units, one mask", ("nll", "nll_nats"), 88.04, "88.04 (Germain et al. 2015) [U]",
-           BINARY_EXACT, "made_mnist.toml", NLL_EVAL, (("test", "loss"),), " nats"),
-    Target("rbm", "RBM, 500 units, CD-25", ("nll", "nll_nats"), 86.34, "86.34 (Salakhutdinov & Murray 2008)",
-           RBM_AIS, "rbm_mnist.toml", NLL_EVAL, (("test", "recon_error"),), " nats"),
+    nll_row("nade", "NADE, 500 units", 88.86, NADE_PAPER, BINARY_EXACT, "nade_mnist.toml"),
+    nll_row("made", "MADE, 8,000 units, one mask", 88.04, MADE_PAPER, BINARY_EXACT, "made_mnist.toml"),
+    nll_row("rbm", "RBM, 500 units, CD-25", 86.34, RBM_PAPER, RBM_AIS, "rbm_mnist.toml",
+            curve=(("test", "recon_error"),)),
     # the same recipes trained longer on a lent GPU (benchmarks/gpu_session.sh; the budget names the machine)
-    Target("gated_pixelcnn_h200", "Gated PixelCNN (GPU)", ("nll", "nll_nats"), 85,
-           "81.50 (pytorch-generative); 81.30 PixelCNN [S]", BINARY_EXACT, "gated_pixelcnn_mnist.toml",
-           NLL_EVAL, (("test", "loss"),), " nats", "--set train.epochs=6"),
-    Target("nade_h200", "NADE, 500 units (GPU)", ("nll", "nll_nats"), 88.86,
-           "88.86 (Larochelle & Murray 2011, static binarisation)", BINARY_EXACT, "nade_mnist.toml",
-           NLL_EVAL, (("test", "loss"),), " nats", "--set train.epochs=18"),
-    Target("made_h200", "MADE, 8,000 units, one mask (GPU)", ("nll", "nll_nats"), 88.04,
-           "88.04 (Germain et al. 2015) [U]", BINARY_EXACT, "made_mnist.toml", NLL_EVAL,
-           (("test", "loss"),), " nats", "--set train.epochs=18"),
-    Target("made32_h200", "MADE, 8,000 units, 32 masks (GPU)", ("nll", "nll_nats"), 86.64,
-           "86.64 (Germain et al. 2015, mask ensemble) [U]", BINARY_EXACT + " of the 32 masks' average",
-           "made_mnist.toml", NLL_EVAL, (("test", "loss"),), " nats",
-           "--set model.masks=32 --set train.epochs=16"),
-    Target("rbm_h200", "RBM, 500 units, CD-25 (GPU)", ("nll", "nll_nats"), 86.34,
-           "86.34 (Salakhutdinov & Murray 2008)", RBM_AIS, "rbm_mnist.toml", NLL_EVAL,
-           (("test", "recon_error"),), " nats", "--set train.epochs=28"),
+    nll_row("gated_pixelcnn_h200", "Gated PixelCNN (GPU)", 85, GATED, BINARY_EXACT, "gated_pixelcnn_mnist.toml",
+            "--set train.epochs=6"),
+    nll_row("nade_h200", "NADE, 500 units (GPU)", 88.86, NADE_PAPER, BINARY_EXACT, "nade_mnist.toml",
+            "--set train.epochs=18"),
+    nll_row("made_h200", "MADE, 8,000 units, one mask (GPU)", 88.04, MADE_PAPER, BINARY_EXACT, "made_mnist.toml",
+            "--set train.epochs=18"),
+    nll_row("made32_h200", "MADE, 8,000 units, 32 masks (GPU)", 86.64, "86.64 (Germain et al. 2015, mask ensemble) [U]",
+            BINARY_EXACT + " of the 32 masks' average", "made_mnist.toml",
+            "--set model.masks=32 --set train.epochs=16"),
+    nll_row("rbm_h200", "RBM, 500 units, CD-25 (GPU)", 86.34, RBM_PAPER, RBM_AIS, "rbm_mnist.toml",
+            "--set train.epochs=28", curve=(("test", "recon_error"),)),
     # the ninth session's lent GPU (benchmarks/gpu_coverage.sh): past the CPU recipes' budgets
-    Target("wgan_gp_h200", "DCGAN, WGAN-GP (GPU)", ("fid@inception", "fid"), 20, "20.3 (Lucic et al. 2018) [S]", FID,
-           "wgan_gp_mnist.toml", FID_EVAL, GAN_CURVE,
-           train_opts="--set train.lr=1e-4 --set train.beta1=0.0 --set train.epochs=26 --set train.max_steps=23804"),
-    Target("gated_pixelcnn_large_h200", "Gated PixelCNN, width 128, 12 layers (GPU)", ("nll", "nll_nats"), 85,
-           "81.50 (pytorch-generative); 81.30 PixelCNN [S]", BINARY_EXACT, "gated_pixelcnn_mnist.toml",
-           NLL_EVAL, (("test", "loss"),), " nats",
-           "--set model.width=128 --set model.layers=12 --set train.batch_size=128 --set train.epochs=6"),
+    fid_row("wgan_gp_h200", "DCGAN, WGAN-GP (GPU)", 20, "20.3 (Lucic et al. 2018) [S]", "wgan_gp_mnist.toml",
+            train_opts="--set train.lr=1e-4 --set train.beta1=0.0 --set train.epochs=26 --set train.max_steps=23804"),
+    nll_row("gated_pixelcnn_large_h200", "Gated PixelCNN, width 128, 12 layers (GPU)", 85, GATED, BINARY_EXACT,
+            "gated_pixelcnn_mnist.toml",
+            "--set model.width=128 --set model.layers=12 --set train.batch_size=128 --set train.epochs=6"),
 ]
 
 
